@@ -1,0 +1,1 @@
+"""Device drivers behind one `Stimulator` interface (see drivers.base)."""

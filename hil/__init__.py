@@ -1,0 +1,1 @@
+"""Hardware-in-the-loop rig layer: rig configuration, pytest plugin, safety scenarios, reports."""

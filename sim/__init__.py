@@ -1,0 +1,1 @@
+"""Simulated devices on real transports, their load model, fault injection and output trace."""

@@ -1,0 +1,16 @@
+"""`stimctl sim ...`: serve the simulated devices on real transports for other processes."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("sim")
+def sim_group() -> None:
+    """Simulated devices that stand in for the hardware, on real transports."""
+
+
+@sim_group.group("serve")
+def serve() -> None:
+    """Serve a simulated device until interrupted. The first line printed is the address to
+    connect to (a pyserial URL or path, or a VISA resource string)."""
