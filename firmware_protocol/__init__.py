@@ -1,1 +1,76 @@
-"""The stimctl board wire protocol, sans-I/O: bytes in, messages out; messages in, bytes out."""
+"""The stimctl board wire protocol, sans-I/O: bytes in, messages out; messages in, bytes out.
+
+The specification is docs/firmware-protocol.md; the test vectors are firmware_protocol/vectors.json.
+"""
+
+from firmware_protocol.connection import Connection, DecoderStats, Received, Rejected, Role
+from firmware_protocol.framing import MAX_FRAME_BYTES
+from firmware_protocol.layouts import MAX_CHANNELS, MAX_TEXT_BYTES, TYPE_CODE
+from firmware_protocol.messages import (
+    PROTOCOL_MINOR,
+    PROTOCOL_VERSION,
+    Ack,
+    ChannelInfo,
+    ChannelState,
+    ClearFaults,
+    ConfigureChannel,
+    DeviceMessage,
+    EmergencyStop,
+    FaultCode,
+    FaultReport,
+    Goodbye,
+    Heartbeat,
+    Hello,
+    HelloReply,
+    HostMessage,
+    Message,
+    Nack,
+    NackCode,
+    ProgramAlternation,
+    SetAmplitude,
+    SetOutput,
+    StartAlternation,
+    StatusReport,
+    StatusRequest,
+    StopAlternation,
+    WaveformCode,
+)
+
+__all__ = [
+    "MAX_CHANNELS",
+    "MAX_FRAME_BYTES",
+    "MAX_TEXT_BYTES",
+    "PROTOCOL_MINOR",
+    "PROTOCOL_VERSION",
+    "TYPE_CODE",
+    "Ack",
+    "ChannelInfo",
+    "ChannelState",
+    "ClearFaults",
+    "ConfigureChannel",
+    "Connection",
+    "DecoderStats",
+    "DeviceMessage",
+    "EmergencyStop",
+    "FaultCode",
+    "FaultReport",
+    "Goodbye",
+    "Heartbeat",
+    "Hello",
+    "HelloReply",
+    "HostMessage",
+    "Message",
+    "Nack",
+    "NackCode",
+    "ProgramAlternation",
+    "Received",
+    "Rejected",
+    "Role",
+    "SetAmplitude",
+    "SetOutput",
+    "StartAlternation",
+    "StatusReport",
+    "StatusRequest",
+    "StopAlternation",
+    "WaveformCode",
+]

@@ -56,6 +56,9 @@ class FaultCode(enum.IntEnum):
 @dataclass(frozen=True)
 class Hello:
     protocol_version: int
+    """The host's major protocol version; the device refuses a different major with Nack(VERSION)."""
+    protocol_minor: int = 0
+    """Minor versions only add message types, so a different minor is accepted."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ class HelloReply:
     watchdog_timeout_ms: int
     can_alternate: bool
     channels: tuple[ChannelInfo, ...]
+    protocol_minor: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,3 +220,5 @@ DeviceMessage = HelloReply | Ack | Nack | StatusReport | FaultReport
 Message = HostMessage | DeviceMessage
 
 PROTOCOL_VERSION = 1
+"""Major version: a device answers a Hello with another major by Nack(VERSION)."""
+PROTOCOL_MINOR = 0
