@@ -1,0 +1,59 @@
+"""`open_stimulator(url)`: the one place that turns a device address into a driver.
+
+- A VISA resource string (it contains "::", e.g. TCPIP0::192.168.1.5::5025::SOCKET,
+  USB0::0x0957::0x2C07::MY52800000::INSTR, GPIB0::12::INSTR, ASRL/dev/ttyUSB0::INSTR) goes to
+  `drivers.scpi.ScpiInstrument`, which asks `*IDN?` at open() and drives a Keithley 6221 or a
+  Keysight 33500B accordingly.
+- Anything else is a pyserial URL or device path (/dev/ttyACM0, COM3, socket://host:port,
+  loop://) for stimctl's own board: `drivers.serial_board.SerialBoard`.
+
+The driver comes back unopened: `await stim.open()` (or `async with stim:`) connects.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from drivers.base import Stimulator
+
+ACCEPTED_FORMS = (
+    "a VISA resource string such as TCPIP0::192.168.1.5::5025::SOCKET, TCPIP0::host::INSTR, "
+    "USB0::...::INSTR, GPIB0::12::INSTR or ASRL/dev/ttyUSB0::INSTR (SCPI instruments), or a "
+    "pyserial URL or device path such as /dev/ttyACM0, COM3 or socket://host:port (the board)"
+)
+
+
+def open_stimulator(url: str, *, transconductance_ma_per_v: float | None = None,
+                    stage_compliance_v: float | None = None,
+                    timeout_s: float | None = None) -> Stimulator:
+    """An unopened driver for the device at url. transconductance_ma_per_v and
+    stage_compliance_v describe a generator rig's V->I stage (ignored by other devices)."""
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError(f"device address {url!r} is empty; give {ACCEPTED_FORMS}")
+    url = url.strip()
+    if "::" in url:
+        from drivers.scpi.front import ScpiInstrument
+
+        kwargs: dict[str, float] = {}
+        if transconductance_ma_per_v is not None:
+            kwargs["transconductance_ma_per_v"] = transconductance_ma_per_v
+        if stage_compliance_v is not None:
+            kwargs["stage_compliance_v"] = stage_compliance_v
+        if timeout_s is not None:
+            kwargs["timeout_s"] = timeout_s
+        return ScpiInstrument(url, **kwargs)
+    if transconductance_ma_per_v is not None or stage_compliance_v is not None:
+        raise ValueError(
+            f"{url!r} is a serial address (the stimctl board), which has no voltage-to-current "
+            "stage; transconductance_ma_per_v and stage_compliance_v apply only to a VISA "
+            "generator address. Accepted: " + ACCEPTED_FORMS)
+    try:
+        module = importlib.import_module("drivers.serial_board")
+    except ImportError as exc:
+        raise ValueError(
+            f"{url!r} looks like a serial address, but the board driver "
+            f"(drivers.serial_board) cannot be imported: {exc}") from exc
+    board_cls = getattr(module, "SerialBoard")
+    board: Stimulator = (board_cls(url) if timeout_s is None
+                         else board_cls(url, timeout_s=timeout_s))
+    return board
