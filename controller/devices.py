@@ -86,10 +86,11 @@ def parse_device_options(values: tuple[str, ...] | list[str]) -> DeviceArg:
 
 
 def start_builtin_board(trace_path: Path | None, device_name: str) -> tuple[Any, str]:
+    del device_name  # the board's trace names itself; one trace file per device
     """A simulated board thread on 127.0.0.1; returns (thread handle, pyserial URL)."""
     from sim.board import BoardThread
 
-    board = BoardThread(trace_path=trace_path, device=device_name)
+    board = BoardThread(trace_path=trace_path)
     url = board.start()
     return board, url
 
@@ -97,7 +98,11 @@ def start_builtin_board(trace_path: Path | None, device_name: str) -> tuple[Any,
 async def open_stimulator_url(url: str) -> Stimulator:
     from drivers.factory import open_stimulator
 
-    dev = await open_stimulator(url)
+    try:
+        dev = open_stimulator(url)
+    except ValueError as exc:
+        raise DeviceSetupError(str(exc)) from None
+    await dev.open()
     return dev
 
 
@@ -120,6 +125,9 @@ async def open_devices(
                 path = None
                 if trace_path is not None:
                     path = Path(trace_path)
+                    if len(names) > 1:
+                        # One trace per simulated device, named after it.
+                        path = path.with_name(f"{path.stem}-{name}{path.suffix}")
                     opened.trace_paths.append(path)
                 board, url = start_builtin_board(path, name)
                 opened.simulators.append(board)

@@ -45,6 +45,9 @@ class ChannelRef:
 
 
 DeviceFaultListener = Callable[[str, FaultReport], None]
+CommandObserver = Callable[[str, str, float], None]
+"""(what, channel or device name, value): called after each command the device confirmed:
+("amplitude", channel, mA), ("output", channel, 1.0/0.0), ("all_off", device, 0.0)."""
 
 
 class Gate:
@@ -58,6 +61,7 @@ class Gate:
         on_device_fault: DeviceFaultListener | None = None,
     ) -> None:
         self._devices = dict(devices)
+        self._observers: list[CommandObserver] = []
         self._program = program
         self._profile = profile
         self._specs: dict[str, ChannelSpec] = {c.name: c for c in program.channels}
@@ -105,6 +109,13 @@ class Gate:
     @property
     def latched_reason(self) -> str | None:
         return self._latched_reason
+
+    def observe(self, observer: CommandObserver) -> None:
+        self._observers.append(observer)
+
+    def _confirmed(self, what: str, name: str, value: float) -> None:
+        for obs in self._observers:
+            obs(what, name, value)
 
     def latch(self, reason: str) -> None:
         """Refuse every command that could turn current on, from now until `unlatch`."""
@@ -196,6 +207,7 @@ class Gate:
         await dev.configure_channel(spec.output, spec.config.with_amplitude(amplitude_ma))
         self._configured.add(name)
         self._setpoint_ma[name] = amplitude_ma
+        self._confirmed("amplitude", name, amplitude_ma)
 
     async def set_amplitude(self, name: str, amplitude_ma: float) -> float:
         spec = self.spec(name)
@@ -211,6 +223,7 @@ class Gate:
         actual = await dev.set_amplitude(spec.output, amplitude_ma)
         tolerance = _resolution(dev, spec.output) + 1e-6
         self._setpoint_ma[name] = actual
+        self._confirmed("amplitude", name, actual)
         if abs(actual - amplitude_ma) > tolerance:
             raise ReadbackMismatch(f"{name} amplitude_ma", amplitude_ma, actual)
         return actual
@@ -238,6 +251,7 @@ class Gate:
         self._bump(name)
         await dev.set_output(spec.output, on)
         self._on[name] = on
+        self._confirmed("output", name, 1.0 if on else 0.0)
 
     # ---- alternation on the device's own clock --------------------------------------------
 
@@ -322,6 +336,8 @@ class Gate:
                         self._hw_alternating.discard(spec.name)
             if isinstance(res, BaseException):
                 failed.append((dev_name, res))
+            else:
+                self._confirmed("all_off", dev_name, 0.0)
         return failed
 
     async def clear_faults(self) -> None:

@@ -144,7 +144,11 @@ class Session:
         self._machine.fire("connect")
         self._log("connected", durable=True, devices={
             name: _identity(caps) for name, caps in gate.all_capabilities().items()
-        }, program=self._program.source, profile=self._profile.name, subject=subject)
+        }, program=self._program.source, profile=self._profile.name, subject=subject,
+            channels=[{"name": c.name, "device": c.device, "output": c.output,
+                       "target_ma": c.config.amplitude_ma} for c in self._program.channels],
+            pairs=[[p.agonist, p.antagonist] for p in self._program.pairs])
+        gate.observe(self._on_command)
         for dev in gate.device_names:
             self._spawn(self._heartbeat_loop(dev), f"heartbeat:{dev}")
             self._spawn(self._status_loop(dev), f"status:{dev}")
@@ -739,6 +743,10 @@ class Session:
         if self._phase.get(name) != phase:
             self._phase[name] = phase
             self._emit("phase", channel=name, phase=phase)
+
+    def _on_command(self, what: str, name: str, value: float) -> None:
+        # Every confirmed command, so the log alone can replay what was asked of the devices.
+        self._log("command", what=what, target=name, value=round(value, 6))
 
     def _on_transition(self, src: State, dst: State, trigger: str) -> None:
         self._log("state", durable=True, src=src.value, dst=dst.value, trigger=trigger)
