@@ -25,3 +25,9 @@ def main() -> None:
 
 
 main.add_command(sim_group)
+
+from controller.check_cli import check_command  # noqa: E402
+from controller.log_cli import log_group  # noqa: E402
+
+main.add_command(check_command)
+main.add_command(log_group)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.limits import TIGHTEN_DOWN, TIGHTEN_UP, Profile, ProfileError
+from controller.program import Program
 from drivers.base import Waveform
 
 DAY_S = 86_400.0
@@ -244,6 +245,11 @@ def tighten(data: dict[str, Any], source: str, default_name: str = "custom") -> 
         if key in ("name", "description"):
             if not isinstance(value, str) or not value.strip():
                 raise ProfileError(source, key, "must be a non-empty string")
+            if key == "name" and value in BUILTIN_PROFILES:
+                raise ProfileError(
+                    source, key,
+                    f"{value!r} is a built-in profile's name; give the tightened one its own name",
+                )
             changes[key] = value
         elif key == "waveforms":
             changes[key] = _tighter_waveforms(base, value, source)
@@ -317,3 +323,20 @@ def _tighter_waveforms(base: Profile, value: Any, source: str) -> frozenset[Wave
             )
         out.add(w)
     return frozenset(out)
+
+
+def profile_for(program: Program, override: str | Path | None = None) -> Profile:
+    """The profile a program runs under: `override` (a --profile option) if given, else the
+    program's session.profile. A relative profile path in a program file is looked up next to
+    the program first, then from the working directory."""
+    if override is not None:
+        return load_profile(override)
+    name = program.session.profile
+    if name in BUILTIN_PROFILES:
+        return BUILTIN_PROFILES[name]
+    candidate = Path(name)
+    if not candidate.is_absolute():
+        beside = Path(program.source).parent / candidate
+        if beside.exists():
+            return load_profile(beside)
+    return load_profile(candidate)
