@@ -31,3 +31,10 @@ from controller.log_cli import log_group  # noqa: E402
 
 main.add_command(check_command)
 main.add_command(log_group)
+
+from controller.plot_cli import plot_command  # noqa: E402
+from controller.run_cli import demo_command, run_command  # noqa: E402
+
+main.add_command(run_command)
+main.add_command(demo_command)
+main.add_command(plot_command)
