@@ -71,8 +71,12 @@ class ScpiInstrument:
     ) -> None:
         self._clock: Clock = clock if clock is not None else ManualClock()
         self._clock_attached = clock is not None
+        self._clock_proxy = _ClockProxy(self)
+        self.trace_time: Callable[[], float] = self._clock_proxy.now
+        """The clock the trace is built with; `setup()` may replace it (playback edges)."""
+        self.setup()
         self.trace = trace if trace is not None else OutputTrace(
-            lambda: self._clock.now(), trace_path, device=self.trace_device
+            self.trace_time, trace_path, device=self.trace_device
         )
         self.errors = ErrorQueue(error_queue_size)
         self.esr = ESR_PON
@@ -97,6 +101,10 @@ class ScpiInstrument:
             self._arm_initial_faults()
 
     # --- hooks for models -----------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Build the model's machinery before the trace exists (e.g. a playback engine on
+        `self.clock`, setting `self.trace_time` to its edge clock). Runs before declare()."""
 
     def declare(self) -> None:
         """Declare the model's commands into self.tree."""
@@ -128,7 +136,8 @@ class ScpiInstrument:
 
     @property
     def clock(self) -> Clock:
-        return self._clock
+        """A stable handle on the instrument's current clock (follows attach_clock)."""
+        return self._clock_proxy
 
     @property
     def clock_attached(self) -> bool:
@@ -143,7 +152,7 @@ class ScpiInstrument:
             self._arm_initial_faults()
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
-        handle = self._clock.call_later(delay_s, callback)
+        handle = self._clock_proxy.call_later(delay_s, callback)
         self._timers.append(handle)
         return handle
 
@@ -377,6 +386,20 @@ class ScpiInstrument:
             handle.cancel()
         self._timers.clear()
         self.trace.close()
+
+
+class _ClockProxy:
+    """Forwards to whatever clock the instrument runs on now, so machinery built at
+    construction (timers, playback) follows the server's loop clock once attached."""
+
+    def __init__(self, instrument: ScpiInstrument) -> None:
+        self._instrument = instrument
+
+    def now(self) -> float:
+        return self._instrument._clock.now()
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
+        return self._instrument._clock.call_later(delay_s, callback)
 
 
 class ScpiSession:

@@ -511,11 +511,12 @@ class CommandTree:
 
 
 def format_nr3(value: float, digits: int = 6) -> str:
-    """<NR3> as Keithley instruments print it: 1.000000E-03; INF as 9.9E37 (SCPI-1999 7.2.1)."""
+    """<NR3> as Keithley instruments print it: 1.000000E-03; INF as 9.900000E+37 (SCPI-1999
+    7.2.1), NaN as 9.910000E+37."""
     if math.isinf(value):
-        return "9.9E37" if value > 0 else "-9.9E37"
-    if math.isnan(value):
-        return "9.91E37"
+        value = math.copysign(9.9e37, value)
+    elif math.isnan(value):
+        value = 9.91e37
     return f"{value:.{digits}E}"
 
 
