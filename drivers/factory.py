@@ -34,14 +34,21 @@ def open_stimulator(url: str, *, transconductance_ma_per_v: float | None = None,
     if "::" in url:
         from drivers.scpi.front import ScpiInstrument
 
-        kwargs: dict[str, float] = {}
-        if transconductance_ma_per_v is not None:
-            kwargs["transconductance_ma_per_v"] = transconductance_ma_per_v
-        if stage_compliance_v is not None:
-            kwargs["stage_compliance_v"] = stage_compliance_v
-        if timeout_s is not None:
-            kwargs["timeout_s"] = timeout_s
-        return ScpiInstrument(url, **kwargs)
+        from drivers.scpi.k33500b import (
+            DEFAULT_STAGE_COMPLIANCE_V,
+            DEFAULT_TRANSCONDUCTANCE_MA_PER_V,
+        )
+        from drivers.scpi.session import DEFAULT_TIMEOUT_S
+
+        return ScpiInstrument(
+            url,
+            transconductance_ma_per_v=(DEFAULT_TRANSCONDUCTANCE_MA_PER_V
+                                       if transconductance_ma_per_v is None
+                                       else transconductance_ma_per_v),
+            stage_compliance_v=(DEFAULT_STAGE_COMPLIANCE_V if stage_compliance_v is None
+                                else stage_compliance_v),
+            timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
+        )
     if transconductance_ma_per_v is not None or stage_compliance_v is not None:
         raise ValueError(
             f"{url!r} is a serial address (the stimctl board), which has no voltage-to-current "

@@ -68,7 +68,7 @@ def open_resource(resource_name: str, *, backend: str = DEFAULT_BACKEND,
             "TCPIP0::192.168.1.5::5025::SOCKET, TCPIP0::host::INSTR, USB0::...::INSTR, "
             "GPIB0::12::INSTR, ASRL/dev/ttyUSB0::INSTR"
         ) from exc
-    return res  # type: ignore[no-any-return]
+    return res  # type: ignore[return-value]
 
 
 def format_number(value: float) -> str:
@@ -101,14 +101,12 @@ class ScpiSession:
         return self._res
 
     def _fail(self, exc: Exception, what: str) -> DeviceError:
-        try:
-            from pyvisa.errors import VisaIOError
-            from pyvisa.constants import StatusCode
-        except ImportError:  # pragma: no cover
-            VisaIOError = ()  # type: ignore[assignment,misc]
+        from pyvisa.constants import StatusCode
+        from pyvisa.errors import VisaIOError
+
         if isinstance(exc, DeviceError):
             return exc
-        if VisaIOError and isinstance(exc, VisaIOError):
+        if isinstance(exc, VisaIOError):
             if exc.error_code == StatusCode.error_timeout:
                 self.desynchronised = True
                 return DeviceTimeout(f"{self.name} did not answer {what!r} within the VISA "
