@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from sim.faults import FaultSpec
 from sim.load import DEFAULT_LOAD, ElectrodeLoad
-from sim.scpi.clock import Clock, TimerHandle
+from sim.scpi.clock import Clock
 from sim.scpi.errors import ScpiError
 from sim.scpi.instrument import ScpiInstrument
 from sim.scpi.parser import BlockParam, CharParam, NumericParam, Param, StringParam, describe
@@ -179,14 +179,10 @@ class K33500B(ScpiInstrument):
         self._ch: dict[int, _Channel] = {n: _Channel(n) for n in (1, 2)}
         self._builtin = _builtin_exp_rise()
         self._envelopes: dict[tuple[int, str, float, float, float], ArbEnvelope] = {}
-        self.engine = PlaybackEngine(_OwnerClock(self))
-        for n in (1, 2):
-            self.engine.add_channel(n, self._deliverer(n))
-        if trace is None:
-            trace = OutputTrace(self.engine.trace_clock, trace_path, device=self.trace_device)
         super().__init__(
             clock=clock,
             trace=trace,
+            trace_path=trace_path,
             faults=faults,
             error_queue_size=error_queue_size,
             seed=seed,
@@ -196,6 +192,12 @@ class K33500B(ScpiInstrument):
 
     # --- hooks -----------------------------------------------------------------------------
 
+    def setup(self) -> None:
+        self.engine = PlaybackEngine(self.clock)
+        for n in (1, 2):
+            self.engine.add_channel(n, self._deliverer(n))
+        self.trace_time = self.engine.trace_clock
+
     def identity(self) -> str:
         return f"Keysight Technologies,33522B,{self.serial},{self.firmware}"
 
@@ -203,8 +205,6 @@ class K33500B(ScpiInstrument):
         """*RST: every setting to its default, outputs off. Arb memory survives *RST on the
         instrument only as far as the selected arb goes; the model keeps volatile arbs (the
         manual: *RST does not clear volatile memory)."""
-        if not hasattr(self, "engine"):
-            return
         for n in (1, 2):
             arbs = self._ch[n].arbs
             self._ch[n] = _Channel(n, arbs=arbs, epoch_s=self.clock.now())
@@ -1104,17 +1104,3 @@ class K33500B(ScpiInstrument):
 
     def _next_error(self, call: Call) -> str:
         return self.pop_error().response()
-
-
-class _OwnerClock:
-    """The instrument's current clock, looked up at each use (attach_clock swaps it)."""
-
-    def __init__(self, owner: ScpiInstrument) -> None:
-        self._owner = owner
-
-    def now(self) -> float:
-        return self._owner.clock.now()
-
-    def call_later(self, delay_s: float, callback: Callable[[], None]) -> TimerHandle:
-        return self._owner.clock.call_later(delay_s, callback)
-
