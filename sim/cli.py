@@ -14,3 +14,9 @@ def sim_group() -> None:
 def serve() -> None:
     """Serve a simulated device until interrupted. The first line printed is the address to
     connect to (a pyserial URL or path, or a VISA resource string)."""
+
+
+from sim.scpi.cli import scpi_serve_commands  # noqa: E402  (stimctl sim serve k6221|k33500b)
+
+for _scpi_command in scpi_serve_commands:
+    serve.add_command(_scpi_command)
