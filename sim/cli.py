@@ -16,7 +16,7 @@ def serve() -> None:
     connect to (a pyserial URL or path, or a VISA resource string)."""
 
 
-from sim.scpi.cli import scpi_serve_commands  # noqa: E402  (stimctl sim serve k6221|k33500b)
+from sim.scpi.cli import scpi_serve_commands  # stimctl sim serve k6221|k33500b
 
 for _scpi_command in scpi_serve_commands:
     serve.add_command(_scpi_command)
