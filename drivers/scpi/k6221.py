@@ -53,7 +53,9 @@ class K6221(ScpiStimulator):
     # ---- setup ------------------------------------------------------------------------------
 
     def _off_commands(self) -> list[str]:
-        return ["SOUR:WAVE:ABOR", "OUTP OFF"]
+        # Relay first: ABOR alone returns the source to DC mode, which would deliver SOUR:CURR
+        # through a closed relay. (OUTP OFF also aborts an armed waveform.)
+        return ["OUTP OFF", "SOUR:WAVE:ABOR"]
 
     def _setup(self) -> None:
         s = self.session
@@ -67,6 +69,11 @@ class K6221(ScpiStimulator):
         s.write("*CLS")
         if s.query_bool("OUTP?"):
             raise ReadbackMismatch("output 1 state after OUTP OFF", False, True)
+        # DC level 0, so that leaving waveform mode (ABOR, end of duration) delivers nothing;
+        # auto range so a later DC level is not refused for the *RST 2 mA range.
+        s.write("SOUR:CURR:RANG:AUTO ON")
+        s.write("SOUR:CURR 0")
+        self._check("DC level (A)", 0.0, s.query_float("SOUR:CURR?"))
         s.write(f"SOUR:CURR:COMP {format_number(self.compliance_v)}")
         self._check("compliance voltage (V)", self.compliance_v,
                     s.query_float("SOUR:CURR:COMP?"))
@@ -194,11 +201,12 @@ class K6221(ScpiStimulator):
         self._check_channel(channel)
         with self._guard(changes_output=True, channel=channel):
             s = self.session
-            if on:
+            if on and self._mode == "wave":
+                # INIT closes the output relay and starts the armed waveform.
+                s.write("SOUR:WAVE:ARM")
+                s.write("SOUR:WAVE:INIT")
+            elif on:
                 s.write("OUTP ON")
-                if self._mode == "wave":
-                    s.write("SOUR:WAVE:ARM")
-                    s.write("SOUR:WAVE:INIT")
             else:
                 for command in self._off_commands():
                     s.write(command)

@@ -13,10 +13,13 @@ IDN = "KEITHLEY INSTRUMENTS INC.,MODEL 6221,4096001,D04  /700x"
 
 OPEN = [
     q("*IDN?", IDN),
-    w("SOUR:WAVE:ABOR"),
     w("OUTP OFF"),
+    w("SOUR:WAVE:ABOR"),
     w("*CLS"),
     q("OUTP?", "0"),
+    w("SOUR:CURR:RANG:AUTO ON"),
+    w("SOUR:CURR 0"),
+    q("SOUR:CURR?", "0.000000E+00"),
     w("SOUR:CURR:COMP 10"),
     q("SOUR:CURR:COMP?", "1.000000E+01"),
     NO_ERROR,
@@ -84,8 +87,8 @@ async def test_set_amplitude_returns_the_readback() -> None:
 
 async def test_output_on_arms_and_starts_the_waveform_then_off() -> None:
     drv, res = await opened(CONFIGURE + [
-        w("OUTP ON"), w("SOUR:WAVE:ARM"), w("SOUR:WAVE:INIT"), q("OUTP?", "1"), NO_ERROR,
-        w("SOUR:WAVE:ABOR"), w("OUTP OFF"), q("OUTP?", "0"), NO_ERROR,
+        w("SOUR:WAVE:ARM"), w("SOUR:WAVE:INIT"), q("OUTP?", "1"), NO_ERROR,
+        w("OUTP OFF"), w("SOUR:WAVE:ABOR"), q("OUTP?", "0"), NO_ERROR,
     ])
     await drv.configure_channel(1, CONFIG)
     await drv.set_output(1, True)
@@ -114,7 +117,7 @@ async def test_error_queue_is_drained_and_becomes_a_fault_with_output_off() -> N
         w("SOUR:WAVE:AMPL 0.005"), q("SOUR:WAVE:AMPL?", "5.000000E-03"),
         q("SYST:ERR?", '-222,"Data out of range"'), q("SYST:ERR?", '-221,"Settings conflict"'),
         NO_ERROR,
-        w("SOUR:WAVE:ABOR"), w("OUTP OFF"),  # the driver's own best-effort all-off
+        w("OUTP OFF"), w("SOUR:WAVE:ABOR"),  # the driver's own best-effort all-off
     ])
     drv.add_fault_listener(faults.append)
     with pytest.raises(CommandRejected) as err:
@@ -128,7 +131,7 @@ async def test_readback_mismatch_is_a_fault_with_output_off() -> None:
     faults: list[FaultReport] = []
     drv, res = await opened([
         w("SOUR:WAVE:AMPL 0.005"), q("SOUR:WAVE:AMPL?", "5.100000E-03"),
-        w("SOUR:WAVE:ABOR"), w("OUTP OFF"),
+        w("OUTP OFF"), w("SOUR:WAVE:ABOR"),
     ])
     drv.add_fault_listener(faults.append)
     with pytest.raises(ReadbackMismatch):
@@ -140,8 +143,8 @@ async def test_readback_mismatch_is_a_fault_with_output_off() -> None:
 async def test_timeout_is_a_comms_fault_and_only_writes_follow() -> None:
     faults: list[FaultReport] = []
     drv, res = await opened([
-        w("OUTP ON"), w("SOUR:WAVE:ARM"), w("SOUR:WAVE:INIT"), q("OUTP?", TIMEOUT),
-        w("SOUR:WAVE:ABOR"), w("OUTP OFF"),
+        w("SOUR:WAVE:ARM"), w("SOUR:WAVE:INIT"), q("OUTP?", TIMEOUT),
+        w("OUTP OFF"), w("SOUR:WAVE:ABOR"),
     ])
     drv.add_fault_listener(faults.append)
     with pytest.raises(DeviceTimeout):
