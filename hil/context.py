@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import math
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,22 @@ class _SimDevice:
                 f"device {self.spec.name!r} is served by a thread; its link cannot be cut"
             )
         return self.link.cut_now()
+
+
+def _sim_faults(rig: Rig, dev: DeviceSpec, specs: Any) -> tuple[Any, ...]:
+    """A rig's `sim.faults` list (CLI spellings, e.g. "stuck:1"): faults present from the start,
+    the way to stand up a deliberately broken simulator."""
+    from sim.faults import parse_fault
+
+    if not isinstance(specs, list) or not all(isinstance(x, str) for x in specs):
+        raise ValueError(
+            f"{rig.source}: device {dev.name!r} sim.faults must be a list of fault strings "
+            'such as ["stuck:1"]'
+        )
+    try:
+        return tuple(parse_fault(x) for x in specs)
+    except ValueError as exc:
+        raise ValueError(f"{rig.source}: device {dev.name!r} sim.faults: {exc}") from None
 
 
 class ScenarioContext:
@@ -164,13 +180,14 @@ class ScenarioContext:
         from sim.board import BoardConfig, SimulatedBoard, serve_tcp
 
         options = dict(dev.sim_options)
+        faults = _sim_faults(self.rig, dev, options.pop("faults", []))
         options.setdefault("loads", self._loads_for(dev))
         try:
             config = BoardConfig(**options)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"{self.rig.source}: device {dev.name!r} sim options: {exc}") from None
         trace = OutputTrace(self._loop.time, device=dev.name)
-        board = SimulatedBoard(config, trace)
+        board = SimulatedBoard(config, trace, faults=faults)
         server = await serve_tcp(board, host="127.0.0.1", port=0)
         host, _, port = server.url.removeprefix("socket://").rpartition(":")
         link = CuttableLink(host, int(port))
@@ -190,7 +207,8 @@ class ScenarioContext:
         from sim.scpi import ScpiServerThread
 
         options = dict(dev.sim_options)
-        thread = ScpiServerThread(dev.family, **options)
+        faults = _sim_faults(self.rig, dev, options.pop("faults", []))
+        thread = ScpiServerThread(dev.family, faults=faults, **options)
         url = thread.start()
         sim = _SimDevice(dev, url, thread.trace, thread)
 
@@ -356,6 +374,28 @@ def _capture_series(ctx: ScenarioContext) -> None:
     ctx.record.monitor = ctx.monitor.source
 
 
+@contextlib.asynccontextmanager
+async def open_context(
+    rig: Rig,
+    record: ScenarioRecord,
+    workdir: Path,
+    session_factory: SessionFactory = real_session,
+    interactive: bool = False,
+) -> AsyncIterator[ScenarioContext]:
+    """Bring the rig up around a block, in the running loop; always tears it down. Does not
+    judge the measurements (see `ScenarioContext.failures`)."""
+    ctx = ScenarioContext(rig, record, workdir, session_factory)
+    try:
+        await ctx._start(interactive)
+        try:
+            yield ctx
+        finally:
+            if hasattr(ctx, "monitor"):
+                _capture_series(ctx)
+    finally:
+        await ctx._close()
+
+
 async def _run(
     rig: Rig,
     scenario: Scenario,
@@ -363,24 +403,19 @@ async def _run(
     workdir: Path,
     session_factory: SessionFactory,
     interactive: bool,
-) -> dict[str, dict[str, Any]]:
-    ctx = ScenarioContext(rig, record, workdir, session_factory)
-    try:
-        await ctx._start(interactive)
+    identities: dict[str, dict[str, Any]],
+) -> None:
+    async with open_context(rig, record, workdir, session_factory, interactive) as ctx:
         try:
             await scenario(ctx)
         finally:
-            if hasattr(ctx, "monitor"):
-                _capture_series(ctx)
-    finally:
-        await ctx._close()
+            identities.update(ctx.identities)
     failed = ctx.failures()
     if failed:
         raise ScenarioFailed(
             f"{len(failed)} figure(s) outside their limits:\n"
             + "\n".join(f"  {m.describe()}" for m in record.measurements)
         )
-    return ctx.identities
 
 
 def run_scenario(
@@ -391,15 +426,22 @@ def run_scenario(
     workdir: Path | None = None,
     session_factory: SessionFactory = real_session,
     interactive: bool = False,
-) -> tuple[ScenarioRecord, Mapping[str, dict[str, Any]]]:
-    """Run one scenario on the rig. Raises ScenarioFailed (an AssertionError) if any figure is
-    outside its limit, ScenarioSkipped / FaultUnavailable if the rig cannot do it."""
+    identities: dict[str, dict[str, Any]] | None = None,
+) -> ScenarioRecord:
+    """Run one scenario on the rig, on virtual time where the rig allows. Raises
+    ScenarioFailed (an AssertionError) if any figure is outside its limit, ScenarioSkipped or
+    FaultUnavailable if the rig cannot do it. `identities` is filled with the devices' identities
+    as soon as they are known, even when the scenario then fails."""
     from sim.virtual_time import run_virtual
 
     rec = record or ScenarioRecord(getattr(scenario, "__name__", "scenario"))
+    ids: dict[str, dict[str, Any]] = {} if identities is None else identities
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stimctl-hil-")))
-        coro = _run(rig, scenario, rec, workdir, session_factory, interactive)
-        identities = run_virtual(coro) if uses_virtual_time(rig) else asyncio.run(coro)
-    return rec, identities
+        coro = _run(rig, scenario, rec, workdir, session_factory, interactive, ids)
+        if uses_virtual_time(rig):
+            run_virtual(coro)
+        else:
+            asyncio.run(coro)
+    return rec

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import platform
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ class Measurement:
         return self.verdict != "fail"
 
     def describe(self) -> str:
+        if self.value is None and self.limit is None:
+            return f"{self.name}: {self.note or 'n/a'} -> INFO"
         value = "none" if self.value is None else f"{self.value:.6g}"
         limit = (
             "" if self.limit is None else f" (limit {self.comparison} {self.limit:.6g} {self.unit})"
@@ -200,27 +203,28 @@ def plot_png(rec: ScenarioRecord) -> bytes | None:
     t0 = min(s.events[0].t_s for s in series)
     end = max(s.events[-1].t_s for s in series)
     end = max([end] + [t for t, _ in rec.markers])
-    fig = Figure(figsize=(8.0, 1.2 + 1.4 * len(series)), dpi=90)
+    fig = Figure(figsize=(8.0, 1.6 + 1.4 * len(series)), dpi=90)
     axes = fig.subplots(len(series), 1, sharex=True, squeeze=False)[:, 0]
     for ax, s in zip(axes, series, strict=True):
         ts, ys = _step_points(s.events, end)
         ax.plot([t - t0 for t in ts], ys, lw=1.2)
         ax.set_ylabel(f"{s.name}\nmA")
         ax.grid(True, alpha=0.3)
-        for t, label in rec.markers:
+        for i, (t, label) in enumerate(sorted(rec.markers)):
             ax.axvline(t - t0, color="tab:red", lw=0.8, ls="--")
             if ax is axes[0]:
+                # Stagger the labels: markers often fall within a few ms of each other.
                 ax.annotate(
                     label,
-                    (t - t0, 1.0),
+                    (t - t0, 1.02 + 0.12 * (i % 3)),
                     xycoords=("data", "axes fraction"),
                     fontsize=7,
                     color="tab:red",
-                    rotation=0,
                     va="bottom",
+                    annotation_clip=False,
                 )
     axes[-1].set_xlabel(f"time (s, from {t0:.3f} s on the {rec.monitor or 'monitor'} clock)")
-    fig.suptitle(rec.title or rec.nodeid, fontsize=9)
+    fig.suptitle(textwrap.fill(rec.title or rec.nodeid, 110), fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -154,6 +154,9 @@ class ScenarioSettings:
     session_limit_s: float = 6.0
     """The tightened session maximum used by the session time-limit scenario."""
     estop_latency_limit_s: float = 0.05
+    comms_loss_limit_s: float = 0.1
+    """Outputs must be off this soon after the link goes silent, whatever watchdog the device
+    advertises (a device with a slower or no watchdog fails the comms-loss scenario)."""
     fault_latency_limit_s: float = 0.1
     manual_action_timeout_s: float = 30.0
 
