@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import Callable
 
 import serial
@@ -57,6 +58,11 @@ class SerialLink:
                 f"{url!r} opens a port without a file descriptor ({type(port).__name__}); the "
                 "board driver needs a serial device path or a socket:// URL"
             ) from exc
+        sock = getattr(port, "_socket", None)
+        if isinstance(sock, socket.socket):
+            # pyserial leaves Nagle on: a small frame sent while an earlier one is unacked (a
+            # retry to a board that did not answer) would wait for the peer's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if hasattr(port, "reset_input_buffer"):
             port.reset_input_buffer()  # stale bytes from an earlier session
         os.set_blocking(fd, False)
@@ -155,8 +161,20 @@ class SerialLink:
         self._detach()
         port, self._port, self._fd = self._port, None, None
         self._pending.clear()
-        if port is not None:
+        if port is None:
+            return
+        sock = getattr(port, "_socket", None)
+        if sock is not None:
+            # pyserial's socket:// close() sleeps 0.3 s "for quick reconnects", which would
+            # freeze the whole event loop (the controller's interlock included): close it here.
             try:
-                port.close()
-            except (serial.SerialException, OSError):
-                pass  # the port is going away either way
+                sock.close()
+            except OSError:
+                pass
+            port._socket = None
+            port.is_open = False
+            return
+        try:
+            port.close()
+        except (serial.SerialException, OSError):
+            pass  # the port is going away either way
