@@ -24,6 +24,7 @@ from firmware_protocol.layouts import (
     DEVICE_BIT,
     PayloadError,
     encode_payload,
+    fast_constructor,
 )
 from firmware_protocol.messages import DeviceMessage, HostMessage, Message, NackCode
 
@@ -81,6 +82,9 @@ class DecoderStats:
     """The part of `malformed` whose type code this version does not know."""
 
 
+_new_received = fast_constructor(Received)
+
+
 class Connection:
     """One end of the board protocol. `role` says which messages it may send."""
 
@@ -90,7 +94,7 @@ class Connection:
         # Frames from the peer have the device bit set exactly when we are the host.
         self._peer_bit = DEVICE_BIT if role is Role.HOST else 0
         self._next_seq = 0
-        self._buffer = bytearray()
+        self._buffer = b""
         self._discarding = False
         self._frames_ok = 0
         self._bad_checksum = 0
@@ -140,31 +144,30 @@ class Connection:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Received | Rejected]:
         """Feed bytes from the peer, in chunks of any size. Never raises on their content."""
-        buffer = self._buffer
-        buffer += data
+        if self._buffer:
+            data = self._buffer + data
+        # All pieces but the last are complete blocks; the last waits for its delimiter.
+        blocks = bytes(data).split(b"\x00")
+        rest = blocks.pop()
         events: list[Received | Rejected] = []
-        start = 0
-        while True:
-            end = buffer.find(0, start)
-            if end < 0:
-                break
-            if self._discarding:
-                # The tail of an oversize block that was already counted.
-                self._dropped_bytes += end - start
-                self._discarding = False
-            elif end > start:
-                self._handle_block(bytes(buffer[start:end]), events)
-            start = end + 1
-        if start:
-            del buffer[:start]
+        if blocks and self._discarding:
+            # The tail of an oversize block that was already counted.
+            self._dropped_bytes += len(blocks[0])
+            self._discarding = False
+            blocks[0] = b""
+        handle = self._handle_block
+        for block in blocks:
+            if block:
+                handle(block, events)
         if self._discarding:
-            self._dropped_bytes += len(buffer)
-            buffer.clear()
-        elif len(buffer) > MAX_ENCODED_BYTES:
+            self._dropped_bytes += len(rest)
+            rest = b""
+        elif len(rest) > MAX_ENCODED_BYTES:
             self._oversize += 1
-            self._dropped_bytes += len(buffer)
-            buffer.clear()
+            self._dropped_bytes += len(rest)
+            rest = b""
             self._discarding = True
+        self._buffer = rest
         return events
 
     def _handle_block(self, block: bytes, events: list[Received | Rejected]) -> None:
@@ -209,4 +212,4 @@ class Connection:
             events.append(Rejected(seq, NackCode.MALFORMED, str(error)))
             return
         self._frames_ok += 1
-        events.append(Received(seq, message))
+        events.append(_new_received(seq, message))

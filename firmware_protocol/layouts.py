@@ -103,6 +103,33 @@ def _enum(name: str, enum_type: type[enum.IntEnum]) -> FieldSpec:
     return FieldSpec(name, "B", FieldKind.ENUM, enum_type)
 
 
+def fast_constructor(cls: type[Any]) -> Callable[..., Any]:
+    """A constructor taking every field positionally, for values the decoder has validated.
+
+    A frozen dataclass's __init__ sets each field through object.__setattr__, which costs
+    more than the rest of decoding a small frame; filling __dict__ directly gives an equal
+    object. Classes with __post_init__ or __slots__ keep their real constructor.
+    """
+    if hasattr(cls, "__post_init__") or hasattr(cls, "__slots__"):
+        return cls
+    names = tuple(f.name for f in fields(cls))
+    new = object.__new__
+
+    def make(*values: Any) -> Any:
+        obj = new(cls)
+        obj.__dict__.update(zip(names, values, strict=True))
+        return obj
+
+    return make
+
+
+def _decode_table(spec: FieldSpec) -> dict[int, Any]:
+    if spec.kind is FieldKind.BOOL:
+        return {0: False, 1: True}
+    assert spec.enum_type is not None
+    return {int(member): member for member in spec.enum_type}
+
+
 class FlatLayout:
     """A message whose payload is a fixed sequence of integer fields."""
 
@@ -117,6 +144,9 @@ class FlatLayout:
         self._get: Callable[[Any], Any] | None = attrgetter(*declared) if declared else None
         self._single = len(declared) == 1
         self._checked = tuple((i, s) for i, s in enumerate(specs) if s.kind is not FieldKind.INT)
+        self._tables = tuple((i, _decode_table(s), s) for i, s in self._checked)
+        self._make = fast_constructor(cls)
+        self._empty = cls() if not declared else None
 
     def encode(self, msg: Any) -> bytes:
         if self._get is None:
@@ -137,13 +167,25 @@ class FlatLayout:
             raise PayloadError(
                 f"{self.cls.__name__} payload must be {self.struct.size} bytes, got {len(payload)}"
             )
+        if self._empty is not None:
+            return self._empty  # frozen and fieldless: one instance serves every frame
         values = self.struct.unpack(payload)
-        if not self._checked:
-            return self.cls(*values)
+        if not self._tables:
+            return self._make(*values)
         converted = list(values)
-        for index, spec in self._checked:
-            converted[index] = _decode_coded(spec, values[index], self.cls.__name__)
-        return self.cls(*converted)
+        for index, table, spec in self._tables:
+            value = table.get(values[index])
+            if value is None:
+                raise PayloadError(_bad_code_reason(spec, values[index], self.cls.__name__))
+            converted[index] = value
+        return self._make(*converted)
+
+
+def _bad_code_reason(spec: FieldSpec, raw: int, owner: str) -> str:
+    if spec.kind is FieldKind.BOOL:
+        return f"{owner}.{spec.name} must be 0 or 1, got {raw}"
+    assert spec.enum_type is not None
+    return f"{owner}.{spec.name}: {raw} is not a {spec.enum_type.__name__}"
 
 
 def _check_coded(spec: FieldSpec, value: Any, owner: str) -> None:
@@ -158,20 +200,6 @@ def _check_coded(spec: FieldSpec, value: Any, owner: str) -> None:
             raise ValueError(
                 f"{owner}.{spec.name} must be a {spec.enum_type.__name__} ({names}), got {value!r}"
             ) from None
-
-
-def _decode_coded(spec: FieldSpec, raw: int, owner: str) -> Any:
-    if spec.kind is FieldKind.BOOL:
-        if raw > 1:
-            raise PayloadError(f"{owner}.{spec.name} must be 0 or 1, got {raw}")
-        return raw == 1
-    assert spec.enum_type is not None
-    try:
-        return spec.enum_type(raw)
-    except ValueError:
-        raise PayloadError(
-            f"{owner}.{spec.name}: {raw} is not a {spec.enum_type.__name__}"
-        ) from None
 
 
 def _raise_range_error(owner: str, specs: tuple[FieldSpec, ...], values: tuple[Any, ...]) -> None:

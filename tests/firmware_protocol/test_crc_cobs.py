@@ -83,3 +83,19 @@ def test_crc_matches_binascii_model() -> None:
     # binascii.crc_hqx is XMODEM when started at 0: our init 0xFFFF is what makes it FALSE.
     assert binascii.crc_hqx(b"123456789", 0) == 0x31C3
     assert crc16(b"123456789") != 0x31C3
+
+
+@given(st.binary(min_size=1, max_size=700).map(lambda b: b.replace(b"\x00", b"\x01")))
+def test_fast_decode_agrees_with_the_group_by_group_decoder(block: bytes) -> None:
+    # Any zero-free block: the fast path and the plain walk accept and reject the same ones.
+    from firmware_protocol.cobs import _decode_with_long_runs
+
+    try:
+        expected: bytes | None = _decode_with_long_runs(block)
+    except CobsError:
+        expected = None
+    try:
+        actual: bytes | None = cobs_decode(block)
+    except CobsError:
+        actual = None
+    assert actual == expected
