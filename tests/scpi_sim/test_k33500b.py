@@ -49,7 +49,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 
 def errors(inst: pyvisa.resources.MessageBasedResource) -> list[str]:
-    out = []
+    out: list[str] = []
     for _ in range(40):
         err = inst.query("SYST:ERR?")
         if err == NO_ERROR:
@@ -131,7 +131,7 @@ def test_users_guide_arb_sequence_outputs_the_waveform(
 def test_dac_block_with_newline_bytes_loads_whole(
     rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
 ) -> None:
-    sim, inst = rig
+    _, inst = rig
     codes = [0, 10, 2570, -10, 32767, -32767, 10, 0, 0, 0]  # 10 = 0x000A, 2570 = 0x0A0A
     inst.write_binary_values("SOUR2:DATA:ARB:DAC BLK, ", codes, datatype="h", is_big_endian=True)
     assert inst.query("SOUR2:DATA:VOL:CAT?") == '"BLK"'
@@ -194,7 +194,7 @@ def test_bad_commands_queue_an_error_and_change_nothing(
 def test_out_of_range_numbers_are_clipped_with_an_error_as_on_the_instrument(
     rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
 ) -> None:
-    sim, inst = rig
+    _, inst = rig
     inst.write("*RST")
     inst.write("FREQ 40 MHz")
     assert inst.query("FREQ?") == "+3.000000000000000E+07"
@@ -211,7 +211,7 @@ def test_out_of_range_numbers_are_clipped_with_an_error_as_on_the_instrument(
 def test_reject_mode_changes_nothing(
     rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
 ) -> None:
-    sim, inst = rig
+    _, inst = rig
     inst.write("FREQ 40 MHz")
     assert inst.query("FREQ?") == "+1.000000000000000E+03"
     assert [code(e) for e in errors(inst)] == [-222]
@@ -220,7 +220,7 @@ def test_reject_mode_changes_nothing(
 def test_burst_period_too_short_is_raised_with_a_conflict(
     rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
 ) -> None:
-    sim, inst = rig
+    _, inst = rig
     inst.write("*RST")
     inst.write("BURS:NCYC 20")
     inst.write("BURS:STAT ON")
@@ -251,7 +251,7 @@ def test_output_load_changes_the_display_not_the_output(
 
 @pytest.mark.parametrize("rig", [{"arb_memory_points": 64}], indirect=True)
 def test_arb_memory_limit(rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource]) -> None:
-    sim, inst = rig
+    _, inst = rig
     inst.write("DATA:ARB:DAC A1, " + ", ".join(["100"] * 40))
     inst.write("DATA:ARB:DAC A2, " + ", ".join(["100"] * 40))
     errs = errors(inst)

@@ -77,10 +77,10 @@ class Client:
         return line.decode().rstrip("\n")
 
     async def errors(self) -> list[str]:
-        out = []
+        out: list[str] = []
         while True:
             err = await self.query("SYST:ERR?")
-            if err.startswith("0,") or err.startswith("+0,"):
+            if err.startswith(("0,", "+0,")):
                 return out
             out.append(err)
 
@@ -148,7 +148,7 @@ def test_complementary_arbs_never_overlap_over_twenty_minutes() -> None:
     assert all(e - s == pytest.approx(TRAIN_S) for s, e in trains_1[1:-1])
     # 2 Vpp set for 50 ohm is 4 Vpp open circuit: 2 V peaks, 5 mA/V -> 10 mA; 4 Vpp -> 20 mA.
     assert max_amplitude_ma(events, 1) == pytest.approx(20.0)
-    first = [e for e in events if e.channel == 1 and e.active][0]
+    first = next(e for e in events if e.channel == 1 and e.active)
     assert first.amplitude_ma == pytest.approx(10.0)
 
 
