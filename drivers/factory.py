@@ -61,6 +61,7 @@ def open_stimulator(url: str, *, transconductance_ma_per_v: float | None = None,
             f"{url!r} looks like a serial address, but the board driver "
             f"(drivers.serial_board) cannot be imported: {exc}") from exc
     board_cls = getattr(module, "SerialBoard")
+    # The board answers within milliseconds; timeout_s bounds each reply wait there.
     board: Stimulator = (board_cls(url) if timeout_s is None
-                         else board_cls(url, timeout_s=timeout_s))
+                         else board_cls(url, reply_timeout_s=timeout_s))
     return board

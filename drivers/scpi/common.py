@@ -139,7 +139,15 @@ class ScpiStimulator(Stimulator):
         if self._session is None or self._session.closed:
             return
         try:
-            self._best_effort_off()
+            if self._spec is not None and not self._session.desynchronised:
+                # Confirmed off (readback) while the link works; the close must not return
+                # before the instrument has actually processed the off commands.
+                try:
+                    await self.all_outputs_off()
+                except DeviceError:
+                    pass  # all_outputs_off already reported it and sent the best-effort off
+            else:
+                self._best_effort_off()
         finally:
             self._session.close()
 
