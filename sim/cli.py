@@ -20,3 +20,7 @@ from sim.scpi.cli import scpi_serve_commands  # stimctl sim serve k6221|k33500b
 
 for _scpi_command in scpi_serve_commands:
     serve.add_command(_scpi_command)
+
+from sim.board.cli import firmware_command  # stimctl sim serve firmware
+
+serve.add_command(firmware_command)

@@ -65,7 +65,7 @@ def configure_refusal(msg: ConfigureChannel, limits: ChannelLimits) -> Refusal |
 def pulse_duration_us(msg: ConfigureChannel) -> float:
     if msg.waveform is WaveformCode.MONOPHASIC:
         return float(msg.pulse_width_us)
-    recovery_us = msg.pulse_width_us
+    recovery_us: float = msg.pulse_width_us
     if msg.waveform is WaveformCode.BIPHASIC_ASYMMETRIC:
         recovery_us = msg.pulse_width_us * msg.asymmetry_ratio_pct / 100
     return msg.pulse_width_us + msg.interphase_gap_us + recovery_us

@@ -159,6 +159,8 @@ class SimulatedBoard:
         self._next_delay_s: float | None = None
         self._fault_handles: list[asyncio.TimerHandle] = []
         self._pending: list[FaultSpec] = []
+        self._commands_received = 0
+        self._last_frame_s: float | None = None
         for spec in faults:
             self.inject(spec)
 
@@ -173,8 +175,12 @@ class SimulatedBoard:
         for ch in self._channels.values():
             self._apply(ch)
         pending, self._pending = self._pending, []
+        # Given together (the constructor, the CLI), a delay-after delays all the others.
+        delay_s = sum(float(s.value or 0.0) for s in pending if s.kind == "delay-after")
         for spec in pending:
-            self.inject(spec)
+            if spec.kind != "delay-after":
+                self._next_delay_s = delay_s or None
+                self.inject(spec)
 
     def shutdown(self) -> None:
         """Power the board off: every output off (a stuck relay too: there is no power behind
@@ -246,12 +252,23 @@ class SimulatedBoard:
     def stalled(self) -> bool:
         return self._stalled
 
+    @property
+    def commands_received(self) -> int:
+        """Host commands decoded and handled (retransmissions count once each)."""
+        return self._commands_received
+
+    @property
+    def last_frame_s(self) -> float | None:
+        """Loop time of the last valid frame from the host: where the watchdog counts from."""
+        return self._last_frame_s
+
     # ---- fault injection ---------------------------------------------------------------------
 
     def inject(self, spec: FaultSpec) -> None:
-        """Apply a fault now, or after the delay of a preceding `delay-after:S` (counted from
-        this call, or from `start()` for faults given before it). Raises ValueError for a fault
-        the board cannot have."""
+        """Apply a fault now. Injected on its own, `delay-after:S` delays the next fault
+        injected (by S seconds from that call); among the faults given before `start()` (the
+        constructor's, the CLI's), it delays all the others, counted from `start()`.
+        Raises ValueError for a fault the board cannot have."""
         if spec.kind not in _SUPPORTED_FAULTS:
             raise ValueError(
                 f"fault {spec.kind!r} is for the SCPI simulators; the board takes: "
@@ -328,6 +345,8 @@ class SimulatedBoard:
         """A frame decoded into a host command."""
         if self._stalled or not self._powered or self._loop is None:
             return
+        self._commands_received += 1
+        self._last_frame_s = self._loop.time()
         if self._greeted:
             self._feed_watchdog()
         self._reply(self._dispatch(seq, message))
@@ -336,6 +355,7 @@ class SimulatedBoard:
         """A frame with a good checksum but an undecodable payload."""
         if self._stalled or not self._powered or self._loop is None:
             return
+        self._last_frame_s = self._loop.time()
         if self._greeted:
             self._feed_watchdog()  # a frame answered by Nack is still a valid frame
         self._reply(Nack(seq, code))
