@@ -286,3 +286,58 @@ def test_lead_off_and_stuck_faults_show_in_the_trace() -> None:
     assert [e.amplitude_ma for e in ch1[-2:]] == [10.0, 0.0]  # 2 V open circuit -> 10 mA, then 0
     ch2 = [e for e in events if e.channel == 2]
     assert ch2[-1].active  # the welded relay kept delivering
+
+
+def test_delayed_lead_off_from_the_fault_list() -> None:
+    """Faults given at construction, as `stimctl sim serve --fault` gives them: lead-off on
+    channel 1 five seconds after the server starts."""
+
+    async def body(inst: K33500B, client: Client) -> float:
+        t0 = asyncio.get_running_loop().time()
+        await client.write("*RST", "FUNC DC", "VOLT:OFFS 1", "OUTP ON")
+        await client.query("*OPC?")
+        await asyncio.sleep(12.0)
+        assert await client.query("OUTP?") == "1"  # the instrument cannot see the open lead
+        return t0
+
+    t0, events = with_sim(
+        body,
+        faults=(
+            FaultSpec("lead-off", channel=1),
+            FaultSpec("delay-after", value=5.0),
+        ),
+    )
+    ch1 = [e for e in events if e.channel == 1 and e.t_s >= t0]
+    on = next(e for e in ch1 if e.active)
+    lost = next(e for e in ch1 if e.t_s > on.t_s)
+    assert on.amplitude_ma == pytest.approx(10.0)
+    assert lost.t_s == pytest.approx(t0 + 5.0) and lost.on and lost.amplitude_ma == 0.0
+
+
+def test_power_cycle_switches_everything_off() -> None:
+    async def body(inst: K33500B, client: Client) -> float:
+        await client.write("*RST", "FUNC DC", "VOLT:OFFS 1", "OUTP1 ON", "SOUR2:FUNC SQU", "OUTP2 ON")
+        await client.query("*OPC?")
+        await asyncio.sleep(1.0)
+        t = asyncio.get_running_loop().time()
+        inst.inject(FaultSpec("reset-after", value=2.0))
+        await asyncio.sleep(3.0)
+        assert await client.query("OUTP1?;:OUTP2?") == "0;0"
+        return t + 2.0
+
+    t_reset, events = with_sim(body)
+    last = {ch: [e for e in events if e.channel == ch][-1] for ch in (1, 2)}
+    assert all(not e.on and e.t_s == pytest.approx(t_reset) for e in last.values())
+
+
+def test_garble_and_scpi_error_faults() -> None:
+    async def body(inst: K33500B, client: Client) -> tuple[str, list[str]]:
+        inst.inject(FaultSpec("garble"))
+        garbled = await client.query("*IDN?")
+        inst.inject(FaultSpec("scpi-error", value=-310))
+        await client.write("FREQ 200")
+        return garbled, await client.errors()
+
+    (garbled, errs), _ = with_sim(body)
+    assert not garbled.startswith("Keysight")
+    assert [int(e.split(",")[0]) for e in errs] == [-310]
