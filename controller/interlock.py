@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.limits import CEILINGS, Profile
-from controller.metrics import ChannelMetrics, channel_metrics, shannon_max_charge_uc
+from controller.metrics import ChannelMetrics, channel_metrics, config_metrics, shannon_max_charge_uc
 from controller.program import ChannelSpec, Program, pulse_train_us
 from drivers.base import Capabilities, ChannelCapability, Waveform
 
@@ -82,11 +82,12 @@ def _channel_checks(
     include_ramps: bool = True,
 ) -> None:
     c = spec.config
+    amplitude_ma = m.peak_ma  # the live setpoint when called from check_setpoint
     n = spec.name
     w = c.waveform
     pname = f"profile {profile.name!r}"
 
-    for label, v in (("amplitude_ma", c.amplitude_ma), ("frequency_hz", c.frequency_hz),
+    for label, v in (("amplitude_ma", amplitude_ma), ("frequency_hz", c.frequency_hz),
                      ("pulse_width_us", c.pulse_width_us)):
         if not math.isfinite(v) or v < 0 or (label != "amplitude_ma" and v == 0):
             out.over(n, label, v, 0.0, "", f"{n}: {label} = {v!r} is not a usable value")
@@ -115,9 +116,9 @@ def _channel_checks(
                  f"{n}: pulse energy {_fmt(m.pulse_energy_mj_500ohm)} mJ into 500 ohm exceeds the "
                  f"{_fmt(CEILINGS.max_pulse_energy_mj)} mJ ceiling")
 
-    if c.amplitude_ma > profile.max_amplitude_ma:
-        out.over(n, "amplitude_ma", c.amplitude_ma, profile.max_amplitude_ma, "mA",
-                 f"{n}: peak current {_fmt(c.amplitude_ma)} mA exceeds {_fmt(profile.max_amplitude_ma)} "
+    if amplitude_ma > profile.max_amplitude_ma:
+        out.over(n, "amplitude_ma", amplitude_ma, profile.max_amplitude_ma, "mA",
+                 f"{n}: peak current {_fmt(amplitude_ma)} mA exceeds {_fmt(profile.max_amplitude_ma)} "
                  f"mA ({pname})")
 
     if not profile.min_frequency_hz <= c.frequency_hz <= profile.max_frequency_hz:
@@ -235,11 +236,9 @@ def check_setpoint(spec: ChannelSpec, amplitude_ma: float, profile: Profile) -> 
     if not math.isfinite(amplitude_ma) or amplitude_ma < 0:
         return (Finding(spec.name, "amplitude_ma", amplitude_ma, 0.0, "mA",
                         f"{spec.name}: amplitude {amplitude_ma!r} mA is not a usable value"),)
-    from dataclasses import replace
-
-    live = replace(spec, config=spec.config.with_amplitude(amplitude_ma))
     out = _Collector()
-    _channel_checks(live, channel_metrics(live), profile, out, include_ramps=False)
+    m = config_metrics(spec.config, spec.electrode, amplitude_ma)
+    _channel_checks(spec, m, profile, out, include_ramps=False)
     return tuple(out.violations)
 
 

@@ -38,8 +38,8 @@ def verify_command(file: Path) -> None:
       2  FILE does not exist or cannot be read
       4  the chain is broken: the first bad line and the reason are printed
     """
-    err = Console(stderr=True, highlight=False)
-    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True)
     if not file.is_file():
         err.print(f"[bold red]error:[/] {escape(str(file))}: no such file (give the path of an audit log)")
         sys.exit(ExitCode.INVALID_INPUT)
@@ -101,8 +101,8 @@ def show_command(file: Path, follow: bool, events: tuple[str, ...], as_json: boo
       stimctl log show session.jsonl --event state_change
       stimctl log show session.jsonl --follow        (while a session runs)
     """
-    console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     if not file.is_file() and not follow:
         err.print(f"[bold red]error:[/] {escape(str(file))}: no such file (give the path of an audit log)")
         sys.exit(ExitCode.INVALID_INPUT)

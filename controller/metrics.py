@@ -48,8 +48,12 @@ def amplipulse_rms_factor(depth: float) -> float:
     return math.sqrt(mean_env_sq / 2.0)
 
 
-def config_metrics(config: ChannelConfig, electrode: Electrode) -> ChannelMetrics:
-    i_ma = config.amplitude_ma
+def config_metrics(
+    config: ChannelConfig, electrode: Electrode, amplitude_ma: float | None = None,
+) -> ChannelMetrics:
+    """amplitude_ma, when given, replaces config.amplitude_ma (a live setpoint, without
+    building a new config)."""
+    i_ma = config.amplitude_ma if amplitude_ma is None else amplitude_ma
     i_a = i_ma * 1e-3
     r = CEILINGS.reference_load_ohm
     f = config.frequency_hz

@@ -1,0 +1,115 @@
+"""Property tests: for random channel settings, check_program's verdict agrees with the
+metrics, and nothing over a ceiling ever passes, whatever the profile."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.interlock import check_program, check_setpoint
+from controller.limits import CEILINGS, Profile
+from controller.metrics import channel_metrics
+from controller.profiles import BUILTIN_PROFILES
+from controller.program import ChannelSpec, Electrode, pulse_train_us
+from drivers.base import ChannelConfig, Waveform
+from tests.controller.builders import program
+
+# A profile that would allow anything: only the ceilings in code stand in the way.
+WIDE_OPEN = Profile(
+    name="wide-open", max_amplitude_ma=1e6, max_rms_ma=1e6, min_frequency_hz=0.0,
+    max_frequency_hz=1e9, min_pulse_width_us=0.0, max_pulse_width_us=1e9, max_session_s=1e9,
+    max_charge_per_phase_uc=None, max_charge_density_uc_cm2=None, shannon_k_max=None,
+    max_voltage_v=None, waveforms=frozenset(Waveform), allow_monophasic=True,
+    min_rest_between_sessions_s=0.0, contraindications=(), max_ramp_s=1e9, min_ramp_s=0.0,
+    min_dead_time_s=0.0, min_carrier_hz=0.0, max_carrier_hz=1e9,
+)
+PROFILES = [*BUILTIN_PROFILES.values(), WIDE_OPEN, replace(WIDE_OPEN, name="no-dc", allow_monophasic=False)]
+
+
+@st.composite
+def channel_specs(draw: st.DrawFn) -> ChannelSpec:
+    waveform = draw(st.sampled_from(list(Waveform)))
+    amplitude = draw(st.floats(0.0, 2000.0))
+    kind = draw(st.sampled_from(["pad", "needle"]))
+    area = draw(st.floats(0.01, 200.0))
+    ramp = draw(st.floats(0.0, 5.0))
+    if waveform is Waveform.AMPLIPULSE:
+        carrier = draw(st.floats(500.0, 20000.0))
+        mod = draw(st.floats(1.0, 200.0))
+        cfg = ChannelConfig(waveform=waveform, amplitude_ma=amplitude, frequency_hz=mod,
+                            pulse_width_us=1e6 / (2 * carrier), carrier_hz=carrier, modulation_hz=mod,
+                            modulation_depth=draw(st.floats(0.0, 1.0)))
+    else:
+        cfg = ChannelConfig(
+            waveform=waveform, amplitude_ma=amplitude, frequency_hz=draw(st.floats(0.05, 2000.0)),
+            pulse_width_us=draw(st.floats(1.0, 1e5)),
+            interphase_gap_us=draw(st.floats(0.0, 200.0)),
+            asymmetry_ratio=draw(st.floats(1.0, 10.0)) if waveform is Waveform.BIPHASIC_ASYMMETRIC else 1.0,
+        )
+    return ChannelSpec(name="c", device="main", output=1, electrode=Electrode(kind=kind, area_cm2=area),  # type: ignore[arg-type]
+                       config=cfg, ramp_up_s=ramp, ramp_down_s=ramp)
+
+
+def expected_ok(spec: ChannelSpec, p: Profile) -> bool:
+    """The verdict written out from the metrics and the limits, independently of interlock.py."""
+    m = channel_metrics(spec)
+    c = spec.config
+    w = c.waveform
+    rules = [
+        m.rms_ma <= min(p.max_rms_ma, CEILINGS.max_rms_ma),
+        m.pulse_energy_mj_500ohm <= CEILINGS.max_pulse_energy_mj,
+        w.charge_balanced or p.allow_monophasic,
+        w is Waveform.MONOPHASIC or w in p.waveforms,
+        c.amplitude_ma <= p.max_amplitude_ma,
+        p.min_frequency_hz <= c.frequency_hz <= p.max_frequency_hz,
+        p.min_ramp_s <= spec.ramp_up_s <= p.max_ramp_s,
+        p.min_ramp_s <= spec.ramp_down_s <= p.max_ramp_s,
+        p.max_charge_per_phase_uc is None or m.charge_per_phase_uc <= p.max_charge_per_phase_uc,
+        p.max_charge_density_uc_cm2 is None or m.charge_density_uc_cm2 <= p.max_charge_density_uc_cm2,
+        p.shannon_k_max is None or m.shannon_k < p.shannon_k_max,
+    ]
+    if w is Waveform.AMPLIPULSE:
+        assert c.carrier_hz is not None
+        rules.append(p.min_carrier_hz is not None and p.max_carrier_hz is not None
+                     and p.min_carrier_hz <= c.carrier_hz <= p.max_carrier_hz)
+    else:
+        rules.append(p.min_pulse_width_us <= c.pulse_width_us <= p.max_pulse_width_us)
+        rules.append(pulse_train_us(c) <= 1e6 / c.frequency_hz)
+    return all(rules)
+
+
+@settings(max_examples=600, deadline=None)
+@given(channel_specs(), st.sampled_from(PROFILES))
+def test_verdict_matches_the_metrics(spec: ChannelSpec, profile: Profile) -> None:
+    report = check_program(program(spec), profile)
+    assert report.ok == expected_ok(spec, profile), (report.violations, channel_metrics(spec))
+
+
+@settings(max_examples=600, deadline=None)
+@given(channel_specs(), st.sampled_from(PROFILES))
+def test_nothing_over_a_ceiling_passes(spec: ChannelSpec, profile: Profile) -> None:
+    m = channel_metrics(spec)
+    report = check_program(program(spec), profile)
+    live = check_setpoint(spec, spec.config.amplitude_ma, profile)
+    if report.ok:
+        assert m.rms_ma <= CEILINGS.max_rms_ma
+        assert m.pulse_energy_mj_500ohm <= CEILINGS.max_pulse_energy_mj
+        assert spec.config.waveform.charge_balanced or profile.allow_monophasic
+        assert not live
+    if m.rms_ma > CEILINGS.max_rms_ma or m.pulse_energy_mj_500ohm > CEILINGS.max_pulse_energy_mj:
+        assert not report.ok and live
+
+
+@settings(max_examples=300, deadline=None)
+@given(channel_specs(), st.sampled_from(PROFILES), st.floats(0.0, 2000.0))
+def test_setpoint_agrees_with_the_static_check(spec: ChannelSpec, profile: Profile, amplitude: float) -> None:
+    # A live amplitude is allowed exactly when the same program at that amplitude would pass,
+    # ramps aside (they are checked once, before arming).
+    fixed = replace(spec, ramp_up_s=profile.min_ramp_s, ramp_down_s=profile.min_ramp_s)
+    at = replace(fixed, config=fixed.config.with_amplitude(amplitude))
+    static_ok = check_program(program(at), profile).ok
+    assert (not check_setpoint(fixed, amplitude, profile)) == static_ok
+    assert math.isfinite(channel_metrics(at).rms_ma)
