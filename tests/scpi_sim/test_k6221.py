@@ -52,7 +52,7 @@ def test_reset_defaults(k: K6221) -> None:
     assert ask(k, "OUTP?;:SOUR:CURR?;CURR:RANG?;RANG:AUTO?;:SOUR:CURR:COMP?") == (
         "0;0.000000E+00;2.000000E-03;0;1.000000E+01"
     )
-    assert ask(k, "SOUR:WAVE:FUNC?;FREQ?;AMPL?;OFFS?;DCYC?;DUR:TIME?;DUR:CYCL?;RANG?") == (
+    assert ask(k, "SOUR:WAVE:FUNC?;FREQ?;AMPL?;OFFS?;DCYC?;DUR:TIME?;CYCL?;:SOUR:WAVE:RANG?") == (
         "SIN;1.000000E+03;2.000000E-12;0.000000E+00;5.000000E+01;9.900000E+37;9.900000E+37;BEST"
     )
     assert ask(k, "SOUR:WAVE:PMAR?;PMAR:STAT?;PMAR:OLIN?;:OUTP:LTE?;ISH?") == (
