@@ -55,7 +55,7 @@ def test_reset_defaults(k: K6221) -> None:
     assert ask(k, "SOUR:WAVE:FUNC?;FREQ?;AMPL?;OFFS?;DCYC?;DUR:TIME?;CYCL?;:SOUR:WAVE:RANG?") == (
         "SIN;1.000000E+03;2.000000E-12;0.000000E+00;5.000000E+01;9.900000E+37;9.900000E+37;BEST"
     )
-    assert ask(k, "SOUR:WAVE:PMAR?;PMAR:STAT?;PMAR:OLIN?;:OUTP:LTE?;ISH?") == (
+    assert ask(k, "SOUR:WAVE:PMAR?;PMAR:STAT?;OLIN?;:OUTP:LTE?;ISH?") == (
         "0.000000E+00;0;3;0;OLOW"
     )
     assert errors(k) == []
