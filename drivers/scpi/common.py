@@ -221,7 +221,15 @@ class ScpiStimulator(Stimulator):
         """The writes that switch every output off, in order, with no reads."""
 
     def _best_effort_off(self) -> None:
-        if self._session is None:
+        """Send the all-off writes whatever state the link is in; if it still answers, wait for
+        *OPC? so the caller only goes on once the instrument has processed them."""
+        s = self._session
+        if s is None:
             return
         for command in self._off_commands():
-            self._session.write_unchecked(command)
+            s.write_unchecked(command)
+        if not s.desynchronised and not s.closed:
+            try:
+                s.query("*OPC?")
+            except DeviceError:
+                pass  # the fault being handled already says the link is in trouble

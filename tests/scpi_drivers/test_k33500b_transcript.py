@@ -117,7 +117,8 @@ async def test_set_amplitude_output_and_status() -> None:
 async def test_readback_mismatch_on_amplitude_is_a_fault_with_all_outputs_off() -> None:
     faults: list[FaultReport] = []
     drv, res = await opened([
-        w("SOUR1:VOLT 2"), q("SOUR1:VOLT?", "+2.5000E+00"), w("OUTP1 OFF"), w("OUTP2 OFF")])
+        w("SOUR1:VOLT 2"), q("SOUR1:VOLT?", "+2.5000E+00"), w("OUTP1 OFF"), w("OUTP2 OFF"),
+        q("*OPC?", "1")])
     drv.add_fault_listener(faults.append)
     with pytest.raises(ReadbackMismatch):
         await drv.set_amplitude(1, 5.0)
@@ -128,7 +129,8 @@ async def test_readback_mismatch_on_amplitude_is_a_fault_with_all_outputs_off() 
 async def test_scpi_error_after_output_on_is_a_fault_with_all_outputs_off() -> None:
     drv, res = await opened([
         w("OUTP2 ON"), q("OUTP2?", "1"), q("SYST:ERR?", '-221,"Settings conflict"'), NO_ERROR,
-        w("OUTP1 OFF"), w("OUTP2 OFF")])
+        w("OUTP1 OFF"), w("OUTP2 OFF"),
+        q("*OPC?", "1")])
     with pytest.raises(CommandRejected, match="-221"):
         await drv.set_output(2, True)
     res.assert_done()

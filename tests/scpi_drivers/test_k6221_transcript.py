@@ -117,7 +117,7 @@ async def test_error_queue_is_drained_and_becomes_a_fault_with_output_off() -> N
         w("SOUR:WAVE:AMPL 0.005"), q("SOUR:WAVE:AMPL?", "5.000000E-03"),
         q("SYST:ERR?", '-222,"Data out of range"'), q("SYST:ERR?", '-221,"Settings conflict"'),
         NO_ERROR,
-        w("OUTP OFF"), w("SOUR:WAVE:ABOR"),  # the driver's own best-effort all-off
+        w("OUTP OFF"), w("SOUR:WAVE:ABOR"), q("*OPC?", "1"),  # the driver's own all-off
     ])
     drv.add_fault_listener(faults.append)
     with pytest.raises(CommandRejected) as err:
@@ -131,7 +131,7 @@ async def test_readback_mismatch_is_a_fault_with_output_off() -> None:
     faults: list[FaultReport] = []
     drv, res = await opened([
         w("SOUR:WAVE:AMPL 0.005"), q("SOUR:WAVE:AMPL?", "5.100000E-03"),
-        w("OUTP OFF"), w("SOUR:WAVE:ABOR"),
+        w("OUTP OFF"), w("SOUR:WAVE:ABOR"), q("*OPC?", "1"),
     ])
     drv.add_fault_listener(faults.append)
     with pytest.raises(ReadbackMismatch):
