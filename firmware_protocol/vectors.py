@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 from firmware_protocol import messages
+from firmware_protocol.cobs import cobs_decode
 from firmware_protocol.connection import Connection, Received, Rejected, Role
 from firmware_protocol.crc import CRC16_CHECK, CRC16_INIT, CRC16_POLY, CRC16_XOROUT
 from firmware_protocol.framing import MAX_ENCODED_BYTES, MAX_FRAME_BYTES, build_frame
@@ -405,6 +406,9 @@ def outcome(role: Role, data: bytes) -> dict[str, Any]:
 def build_vectors() -> dict[str, Any]:
     frames = []
     for name, seq, msg in FRAME_CASES:
+        _, payload = encode_payload(msg)
+        frame = frame_for(seq, msg)
+        block = cobs_decode(frame[1:-1])
         frames.append(
             {
                 "name": name,
@@ -413,7 +417,9 @@ def build_vectors() -> dict[str, Any]:
                 "type_code": TYPE_CODE[type(msg)],
                 "seq": seq,
                 "fields": message_to_fields(msg),
-                "frame_hex": frame_for(seq, msg).hex(),
+                "payload_hex": payload.hex(),
+                "block_hex": block.hex(),
+                "frame_hex": frame.hex(),
             }
         )
     invalid = []

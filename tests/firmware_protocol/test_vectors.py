@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from firmware_protocol import TYPE_CODE, Connection, Received, Role
+from firmware_protocol.cobs import cobs_encode
+from firmware_protocol.crc import crc16_reference
 from firmware_protocol.vectors import (
     load_vectors,
     message_from_fields,
@@ -43,6 +45,18 @@ def test_frame_vector_encodes_byte_exactly(vector: dict[str, Any]) -> None:
     seq, wire = sender.send(msg)
     assert seq == vector["seq"]
     assert wire.hex() == vector["frame_hex"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["frames"], ids=lambda v: v["name"])
+def test_frame_vector_layers_are_consistent(vector: dict[str, Any]) -> None:
+    # What a firmware team checks layer by layer: payload, then header + CRC, then COBS.
+    payload = bytes.fromhex(vector["payload_hex"])
+    block = bytes.fromhex(vector["block_hex"])
+    assert block[0] == vector["type_code"]
+    assert int.from_bytes(block[1:3], "little") == vector["seq"]
+    assert block[3:-2] == payload
+    assert crc16_reference(block[:-2]) == int.from_bytes(block[-2:], "big")
+    assert bytes.fromhex(vector["frame_hex"]) == b"\x00" + cobs_encode(block) + b"\x00"
 
 
 @pytest.mark.parametrize("vector", VECTORS["frames"], ids=lambda v: v["name"])
