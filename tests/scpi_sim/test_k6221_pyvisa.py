@@ -108,10 +108,11 @@ def test_manual_sine_wave_example(sim: ScpiServerThread, rm: pyvisa.ResourceMana
 
 
 def test_manual_arbitrary_waveform_example(sim: ScpiServerThread, rm: pyvisa.ResourceManager) -> None:
-    """Define points, copy them to non-volatile memory, play ARB1."""
+    """Define points, copy them to non-volatile memory, play ARB1. The waveform starts non-zero,
+    so the output is active from INIT whatever the machine's load."""
     inst = open_6221(rm, sim.resource)
-    inst.write("SOUR:WAVE:ARB:DATA 0,1,0,-1")
-    inst.write("SOUR:WAVE:ARB:APP 0,0.5,0,-0.5")
+    inst.write("SOUR:WAVE:ARB:DATA 1,0,-1,0")
+    inst.write("SOUR:WAVE:ARB:APP 0.5,0,-0.5,0")
     assert inst.query("SOUR:WAVE:ARB:POIN?") == "8"
     inst.write("SOUR:WAVE:ARB:COPY 1")
     inst.write("SOUR:WAVE:FUNC ARB1")
