@@ -490,14 +490,14 @@ def _amplitude_ua(cap: ChannelCapability, amplitude_ma: float) -> int:
             f"{amplitude_ma} mA is not a multiple of channel {cap.channel}'s resolution "
             f"({cap.amplitude_resolution_ma:g} mA); round it first"
         )
-    return int(round(steps)) * resolution_ua
+    return round(steps) * resolution_ua
 
 
 def _whole(name: str, value: float, scale: int, unit: str) -> int:
     scaled = value * scale
     if not math.isfinite(scaled) or abs(scaled - round(scaled)) > 1e-6 * max(1.0, abs(scaled)):
         raise CapabilityError(f"{name} = {value} is not a whole number of {unit} (the board's unit)")
-    return int(round(scaled))
+    return round(scaled)
 
 
 def _whole_ms(name: str, seconds: float) -> int:

@@ -45,7 +45,12 @@ from firmware_protocol.messages import (
     StopAlternation,
 )
 from sim.board.alternation import Step, cycle_ms, cycle_steps
-from sim.board.checks import alternation_refusal, amplitude_refusal, configure_refusal, phase_width_us
+from sim.board.checks import (
+    alternation_refusal,
+    amplitude_refusal,
+    configure_refusal,
+    phase_width_us,
+)
 from sim.board.config import BoardConfig, ChannelLimits
 from sim.faults import FaultSpec
 from sim.load import ElectrodeLoad
@@ -58,7 +63,7 @@ _EPS_S = 1e-6
 """Timers may fire this much before their nominal time (the loop's clock resolution)."""
 
 def _round_to(value: int, step: int) -> int:
-    return int(round(value / step)) * step
+    return round(value / step) * step
 
 
 _SUPPORTED_FAULTS = (
@@ -111,7 +116,7 @@ class _Channel:
     def commanded_drive_ua(self) -> int:
         if self.alt_fraction is None:
             return self.set_ua
-        return _round_to(int(round(self.alt_plateau_ua * self.alt_fraction)), self.limits.resolution_ua)
+        return _round_to(round(self.alt_plateau_ua * self.alt_fraction), self.limits.resolution_ua)
 
 
 @dataclass
@@ -445,13 +450,13 @@ class SimulatedBoard:
             ohm = 0
             if ch.on:
                 eff = ch.load().effective_ohm(ch.last_phase_us)
-                ohm = OPEN_CIRCUIT_OHM if math.isinf(eff) else min(int(round(eff)), OPEN_CIRCUIT_OHM)
+                ohm = OPEN_CIRCUIT_OHM if math.isinf(eff) else min(round(eff), OPEN_CIRCUIT_OHM)
             states.append(
                 ChannelState(
                     channel=ch.number,
                     output_on=ch.on,
                     set_ua=ch.set_ua if ch.alt_fraction is None else ch.commanded_drive_ua(),
-                    measured_ua=int(round(ch.delivered_ma * 1000)),
+                    measured_ua=round(ch.delivered_ma * 1000),
                     compliance=ch.compliance,
                     load_ohm=ohm,
                 )
@@ -647,10 +652,10 @@ class SimulatedBoard:
         if not on:
             return
         if delivered_ma > drive_ma * 1.1 + 0.1 and FaultCode.OVERCURRENT not in self._latched:
-            self._trip(FaultCode.OVERCURRENT, ch.number, detail=int(round(delivered_ma * 1000)))
+            self._trip(FaultCode.OVERCURRENT, ch.number, detail=round(delivered_ma * 1000))
         elif compliance and not was_compliant:
             eff = ch.load().effective_ohm(ch.last_phase_us)
-            load_ohm = 0 if math.isinf(eff) else min(int(round(eff)), OPEN_CIRCUIT_OHM)
+            load_ohm = 0 if math.isinf(eff) else min(round(eff), OPEN_CIRCUIT_OHM)
             self._send(FaultReport(FaultCode.LEAD_OFF, ch.number, load_ohm))
             if self.config.off_on_compliance and FaultCode.LEAD_OFF not in self._latched:
                 self._trip(FaultCode.LEAD_OFF, ch.number, report=False)
@@ -687,7 +692,7 @@ class SimulatedBoard:
             return
         silent_ms = (self._loop.time() - self._wd_deadline) * 1000 + self.config.watchdog_ms
         self._wd_deadline = None
-        self._trip(FaultCode.WATCHDOG, 0, detail=max(0, int(round(silent_ms))))
+        self._trip(FaultCode.WATCHDOG, 0, detail=max(0, round(silent_ms)))
 
     def _disarm_watchdog(self) -> None:
         self._wd_deadline = None

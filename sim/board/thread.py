@@ -119,7 +119,7 @@ class BoardThread:
         self._loop = loop
         try:
             loop.run_until_complete(self._main())
-        except BaseException as exc:  # reported to start(); the thread must not die silently
+        except BaseException as exc:  # noqa: BLE001  (reported to start(); never die silently)
             self._error = exc
             self._ready.set()
         finally:

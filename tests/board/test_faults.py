@@ -223,7 +223,7 @@ def test_delay_after_postpones_the_next_fault() -> None:
             while rig.now() < 1.5:
                 await rig.driver.heartbeat()
                 await asyncio.sleep(0.025)
-            (start, end), = active_intervals(rig.trace.events, 1)
+            (_start, end), = active_intervals(rig.trace.events, 1)
             assert end == pytest.approx(1.0)
             assert [f.kind for f in rig.faults] == [FaultKind.LEAD_OFF]
 

@@ -33,7 +33,7 @@ async def raw_rig(config: BoardConfig | None = None):  # type: ignore[no-untyped
 
 def test_every_command_before_hello_gets_bad_state() -> None:
     async def main() -> None:
-        board, server, trace, host = await raw_rig()
+        board, server, _trace, host = await raw_rig()
         for msg in (GOOD, m.SetOutput(1, True), m.EmergencyStop(), m.StatusRequest(), m.Goodbye()):
             reply = await host.request(msg)
             assert isinstance(reply, m.Nack) and reply.code is m.NackCode.BAD_STATE, msg
@@ -46,7 +46,7 @@ def test_every_command_before_hello_gets_bad_state() -> None:
 
 def test_other_major_version_is_refused() -> None:
     async def main() -> None:
-        board, server, trace, host = await raw_rig()
+        board, server, _trace, host = await raw_rig()
         reply = await host.request(m.Hello(2))
         assert reply == m.Nack(0, m.NackCode.VERSION, 1)
         assert not board.greeted
@@ -102,7 +102,7 @@ def test_refused_commands_change_nothing(command: m.HostMessage, code: m.NackCod
 
 def test_switching_on_an_unconfigured_channel_is_bad_state() -> None:
     async def main() -> None:
-        board, server, trace, host = await raw_rig()
+        _board, server, trace, host = await raw_rig()
         await host.hello()
         reply = await host.request(m.SetOutput(3, True))
         assert isinstance(reply, m.Nack) and reply.code is m.NackCode.BAD_STATE
@@ -115,7 +115,7 @@ def test_switching_on_an_unconfigured_channel_is_bad_state() -> None:
 
 def test_off_grid_amplitude_is_rounded_to_the_resolution_by_the_board() -> None:
     async def main() -> None:
-        board, server, trace, host = await raw_rig()
+        board, server, _trace, host = await raw_rig()
         await host.hello()
         await host.request(GOOD)
         assert isinstance(await host.request(m.SetAmplitude(1, 12_346)), m.Ack)
@@ -155,7 +155,7 @@ def test_driver_refuses_what_the_board_cannot_do_before_sending() -> None:
 
 def test_garbage_and_broken_frames_never_crash_the_board() -> None:
     async def main() -> None:
-        board, server, trace, host = await raw_rig()
+        _board, server, trace, host = await raw_rig()
         await host.hello()
         rng = random.Random(1)
         await host.send_raw(bytes(rng.randrange(256) for _ in range(5000)))
@@ -185,7 +185,7 @@ def test_garbage_and_broken_frames_never_crash_the_board() -> None:
 @given(st.binary(min_size=1, max_size=600))
 def test_any_bytes_leave_the_board_answering(noise: bytes) -> None:
     async def main() -> None:
-        board, server, trace, host = await raw_rig()
+        _board, server, trace, host = await raw_rig()
         await host.hello()
         await host.send_raw(noise)
         # A delimiter ends whatever the noise left half-open; the next frame must be answered.

@@ -4,7 +4,6 @@ short, with generous timeouts and assertions on the simulator's own timestamps o
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
