@@ -236,12 +236,9 @@ class K33500B(ScpiInstrument):
             self._stuck.add(n)
             self.engine.set_stuck(n, True)
         elif fault.kind == "overcurrent":
-            # The output protection opens the channel's relay and reports it.
+            # The output protection opens the channel's relay (a welded one stays closed).
             self._ch[n].output = False
-            stuck = n in self._stuck
-            self.engine.set_stuck(n, False)
             self.engine.set_output(n, False)
-            self.engine.set_stuck(n, stuck)
             self.push_error(-300, f"channel {n} output overload: output switched off")
         else:
             super().apply_channel_fault(fault)
@@ -642,6 +639,12 @@ class K33500B(ScpiInstrument):
         if name == "PULS" and new.pulse_width_s >= 1 / new.frequency_hz:
             new.pulse_width_s = 0.5 / new.frequency_hz
             self.push_error(-221, "pulse width reduced to half the period to fit it")
+        if ch.function == "DC" and name != "DC":
+            reach = PEAK_OC_MAX_V - new.amplitude_oc_vpp / 2
+            if abs(new.offset_oc_v) > reach:
+                # DC ignored the amplitude; the new shape swings around the offset again.
+                new.offset_oc_v = math.copysign(reach, new.offset_oc_v)
+                self.push_error(-221, "offset changed on exit from the DC function to fit the amplitude")
         self._ch[call.channel] = new
         self._restart((call.channel,))
 

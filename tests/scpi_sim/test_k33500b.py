@@ -319,3 +319,17 @@ def test_inject_lead_off_through_the_server_thread(
     assert last.on and last.amplitude_ma == 0.0
     assert isinstance(sim.instrument, K33500B)
     assert sim.call(sim.instrument.compliance, 1)
+
+
+def test_leaving_dc_pulls_the_offset_back_into_reach(
+    rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
+) -> None:
+    _, inst = rig
+    inst.write("*RST")
+    inst.write("FUNC DC")
+    inst.write("VOLT 4")
+    inst.write("VOLT:OFFS 5")  # DC ignores the amplitude: 5 V is the whole reach
+    assert errors(inst) == []
+    inst.write("FUNC SIN")
+    assert inst.query("VOLT:OFFS?") == "+3.000000000000000E+00"
+    assert [code(e) for e in errors(inst)] == [-221]
