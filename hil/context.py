@@ -283,17 +283,20 @@ class ScenarioContext:
             from drivers.serial_board import SerialBoard
 
             return SerialBoard(url)
-        from drivers.factory import open_stimulator
+        # ScpiInstrument identifies the model by *IDN? at open(); the rig supplies what the
+        # instrument cannot know: the V->I stage after a generator, the source's compliance.
+        from drivers.scpi.front import ScpiInstrument
 
         kwargs: dict[str, Any] = {}
         stage = dev.stage(1)
-        if stage is not None and stage.transconductance_ma_per_v is not None:
-            kwargs["transconductance_ma_per_v"] = stage.transconductance_ma_per_v
         if stage is not None and stage.compliance_v is not None:
-            kwargs["stage_compliance_v"] = stage.compliance_v
+            key = "stage_compliance_v" if dev.family == "k33500b" else "compliance_v"
+            kwargs[key] = stage.compliance_v
+        if dev.family == "k33500b" and stage is not None and stage.transconductance_ma_per_v:
+            kwargs["transconductance_ma_per_v"] = stage.transconductance_ma_per_v
         if dev.timeout_s is not None:
             kwargs["timeout_s"] = dev.timeout_s
-        return open_stimulator(url, **kwargs)
+        return ScpiInstrument(url, **kwargs)
 
     @contextlib.asynccontextmanager
     async def session(self, program: Any, profile: Any) -> AsyncIterator[ControllerUnderTest]:

@@ -41,6 +41,12 @@ import pytest
 from hil.report import Comparison, Measurement, RunReport, ScenarioRecord, Verdict, judge
 from hil.rig import Rig, default_rig, load_rig
 
+try:
+    # pytest-asyncio's own decorator, so the async fixtures work in its strict mode too.
+    from pytest_asyncio import fixture as _async_fixture
+except ImportError:  # pragma: no cover - without pytest-asyncio only the sync fixtures work
+    _async_fixture = pytest.fixture  # type: ignore[assignment]
+
 _REPORT_KEY = pytest.StashKey[RunReport]()
 _RIG_KEY = pytest.StashKey[Rig]()
 
@@ -79,6 +85,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Reporter(config), "stimctl-hil-reporter")
+    if config.getoption("--rig", None):
+        _rig(config)  # a broken rig file stops the run at once, naming the file and key
     config.addinivalue_line(
         "markers",
         f"hil_requires(*features): skip unless the rig can do all of them ({', '.join(FEATURES)})",
@@ -152,6 +160,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     features = rig_features(_rig(item.config), _interactive(item.config))
     missing = [f"{f}: {features[f]}" for f in wanted if features[f] is not None]
     if missing:
+        _report(item.config).scenario(item.nodeid).title = item.name
         pytest.skip("rig cannot run this: " + "; ".join(missing))
 
 
@@ -254,7 +263,7 @@ def hil_run(
     return _run
 
 
-@pytest.fixture
+@_async_fixture
 async def hil_context(
     request: pytest.FixtureRequest, rig: Rig, tmp_path: Path
 ) -> AsyncIterator[Any]:
@@ -277,7 +286,7 @@ def fault_injector(hil_context: Any) -> Any:
     return hil_context.faults
 
 
-@pytest.fixture
+@_async_fixture
 async def hil_session(hil_context: Any) -> AsyncIterator[Any]:
     """A connected controller session on the rig's agonist channel, armed and ready to start."""
     from hil.scenarios.library import scenario_profile, scenario_program

@@ -1,0 +1,97 @@
+"""The pytest plugin, run the way a rig owner runs it: pytest on the packaged scenarios with a
+rig file, JUnit XML and the HIL report; plus the async fixtures in a test of one's own."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ONE_CHANNEL_RIG = """
+[rig]
+name = "one-channel-sim"
+[[device]]
+name = "main"
+family = "board"
+resource = "sim"
+[[channel]]
+name = "quad"
+output = 1
+electrode = { kind = "pad", area_cm2 = 25.0 }
+"""
+
+
+def test_packaged_scenarios_with_junit_and_report(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    rig = tmp_path / "rig.toml"
+    rig.write_text(ONE_CHANNEL_RIG, encoding="utf-8")
+    junit = tmp_path / "junit.xml"
+    out = tmp_path / "report"
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--pyargs",
+        "hil.scenarios",
+        "--rig",
+        str(rig),
+        "-k",
+        "over_limit or non_overlap",
+        "-rs",
+        f"--junitxml={junit}",
+        f"--hil-report={out}",
+    )
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*stimctl HIL figures (rig one-channel-sim)*",
+            "*peak delivered current = 0 mA*PASS*",
+            "*rig cannot run this: pair: the rig names no antagonist*",
+        ]
+    )
+    cases = ET.parse(junit).getroot().iter("testcase")
+    props = {p.get("name") for case in cases for p in case.iter("property")}
+    assert "peak delivered current" in props
+    data = json.loads((out / "hil-report.json").read_text())
+    assert data["rig"]["name"] == "one-channel-sim"
+    assert data["devices"]["main"]["firmware_version"]
+    outcomes = {s["nodeid"].split("[")[-1]: s["outcome"] for s in data["scenarios"]}
+    assert outcomes == {"over_limit_refusal]": "passed", "antagonist_non_overlap]": "skipped"}
+    assert "peak delivered current" in (out / "hil-report.html").read_text()
+
+
+def test_bad_rig_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    rig = tmp_path / "rig.toml"
+    rig.write_text(ONE_CHANNEL_RIG.replace('family = "board"', 'family = "board9"'))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--pyargs", "hil.scenarios", "--rig", str(rig)
+    )
+    result.stderr.fnmatch_lines(["*rig.toml: device[[]0[]].family*allowed: board*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_async_fixtures_in_a_test_of_ones_own(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_output(hil_context, hil_session, output_monitor, fault_injector, measure):
+            await hil_session.start()
+            t = await hil_context.wait_active("biceps", 20.0, min_ma=9.0)
+            assert t is not None
+            first = next(e for e in output_monitor.events("biceps") if e.active)
+            m = measure("first output", first.amplitude_ma, "mA", 0.2)
+            assert m.passed
+            await fault_injector.lead_off("biceps")
+            assert await hil_context.wait_state(hil_session, ["fault"], 20.0) is not None
+
+        @pytest.mark.hil_requires("monitor_pair")
+        def test_needs_pair_monitor(rig):
+            assert rig.name == "sim"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
