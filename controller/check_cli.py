@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from controller.exit_codes import ExitCode
@@ -191,7 +192,7 @@ def check_command(program_path: Path, profile_opt: str | None, devices: tuple[st
         program = load_program(program_path)
         profile = profile_for(program, profile_opt)
     except (ProgramError, ProfileError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(ExitCode.INVALID_INPUT)
 
     caps: Mapping[str, Capabilities] | None = None
@@ -199,10 +200,10 @@ def check_command(program_path: Path, profile_opt: str | None, devices: tuple[st
         try:
             caps = asyncio.run(_read_capabilities(devices, program))
         except DeviceProbeError as exc:
-            err.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(exc.code)
         except Exception as exc:  # a driver error: the device is there but not usable
-            err.print(f"[bold red]device error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+            err.print(f"[bold red]device error:[/] {type(exc).__name__}: {escape(str(exc))}", soft_wrap=True)
             sys.exit(ExitCode.FAULT)
 
     report = check_program(program, profile, caps)
@@ -232,9 +233,9 @@ def _print_report(console: Console, program: Program, profile: Profile, report: 
     if report.timeline:
         console.print(_timeline_table(program, report))
     for f in report.violations:
-        console.print(f"[bold red]REFUSED[/] {f.message}", soft_wrap=True)
+        console.print(f"[bold red]REFUSED[/] {escape(f.message)}", soft_wrap=True)
     for f in report.warnings:
-        console.print(f"[yellow]warning[/] {f.message}", soft_wrap=True)
+        console.print(f"[yellow]warning[/] {escape(f.message)}", soft_wrap=True)
     if report.ok:
         console.print(f"[bold green]OK[/]: the interlock accepts this program under profile "
                       f"{profile.name!r} ({report.effective_duration_s:g} s).")
