@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.load import DEFAULT_LOAD
 from sim.scpi.clock import ManualClock
@@ -238,3 +240,35 @@ def test_load_change_mid_segment_is_recorded_at_once() -> None:
     last = trace.events[-1]
     assert (last.t_s, last.on, last.amplitude_ma) == (2.0, True, 0.0)
     assert engine.compliance(1)
+
+
+@st.composite
+def _waveforms(draw: st.DrawFn) -> np.ndarray:
+    n = draw(st.integers(min_value=1, max_value=160))
+    values = draw(
+        st.lists(
+            st.sampled_from([0.0, 0.0, 0.0, 1.0, -1.0, 0.3, -0.7]), min_size=n, max_size=n
+        )
+    )
+    return np.asarray(values, dtype=np.float64)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_waveforms(), st.integers(min_value=1, max_value=4))
+def test_no_delivered_sample_falls_outside_the_envelope(wave: np.ndarray, repeats: int) -> None:
+    """Safety property: the trace may call a channel active too long, never too short."""
+    rate = 1000.0
+    env = arb_envelope(wave, rate)
+    segs = list(loop_segments(env, 0.0, repeats=repeats))
+    starts = [s.start_s for s in segs]
+    assert starts == sorted(starts)
+    for first, second in itertools.pairwise(segs):
+        assert second.start_s - first.end_s > env.merge_gap_s * (1 + 1e-9)
+    played = np.abs(np.tile(wave, repeats))
+    covered_peak = np.zeros_like(played)
+    for seg in segs:
+        lo = round(seg.start_s * rate)
+        hi = played.size if math.isinf(seg.end_s) else round(seg.end_s * rate)
+        covered_peak[lo:hi] = seg.peak
+    outside = np.flatnonzero(played > covered_peak)
+    assert outside.size == 0, f"samples {outside[:5]} deliver more than their envelope says"
