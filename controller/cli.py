@@ -38,3 +38,7 @@ from controller.run_cli import demo_command, run_command  # noqa: E402
 main.add_command(run_command)
 main.add_command(demo_command)
 main.add_command(plot_command)
+
+from controller.hil_cli import hil_group  # noqa: E402
+
+main.add_command(hil_group)
