@@ -1011,13 +1011,10 @@ class K33500B(ScpiInstrument):
         self._store(call.channel, name, codes.astype(np.float64) / DAC_FULL_SCALE)
 
     def _clear_volatile(self, call: Call) -> None:
+        # The manual: clears the channel's waveform memory and reloads the default waveform.
+        # With FUNC ARB and the output on, the built-in plays at once at the present
+        # amplitude; the trace shows it, which is what a driver must be careful of.
         ch = self._ch[call.channel]
-        if ch.function == "ARB" and ch.arb_name in ch.arbs and ch.output:
-            raise ScpiError(
-                -221,
-                f"arb {ch.arb_name} is playing on channel {ch.number}; turn the output off or "
-                "choose another function before clearing volatile memory",
-            )
         ch.arbs.clear()
         self._envelopes.clear()
         if ch.arb_name != BUILTIN_ARB:

@@ -333,3 +333,24 @@ def test_leaving_dc_pulls_the_offset_back_into_reach(
     inst.write("FUNC SIN")
     assert inst.query("VOLT:OFFS?") == "+3.000000000000000E+00"
     assert [code(e) for e in errors(inst)] == [-221]
+
+
+def test_clearing_volatile_memory_while_playing_falls_back_to_the_builtin(
+    rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
+) -> None:
+    """As the manual has it: the default arb is reloaded. With the output on it plays at once,
+    and the trace shows it, so a driver that re-uploads while on is caught."""
+    sim, inst = rig
+    inst.write("*RST")
+    inst.write("DATA:ARB:DAC QUIET, " + ", ".join(["0"] * 16))
+    inst.write("FUNC:ARB QUIET")
+    inst.write("FUNC ARB")
+    inst.write("OUTP ON")
+    inst.query("*OPC?")
+    assert not any(e.active for e in sim.trace.events)
+    inst.write("DATA:VOL:CLE")
+    assert inst.query("FUNC:ARB?") == '"INT:\\BUILTIN\\EXP_RISE.ARB"'
+    assert inst.query("DATA:VOL:CAT?") == '""'
+    assert errors(inst) == []
+    wait_for(lambda: any(e.active for e in sim.trace.events))
+    assert next(e for e in sim.trace.events if e.active).waveform == "arb:EXP_RISE.ARB"
