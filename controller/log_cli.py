@@ -18,6 +18,7 @@ from controller.exit_codes import ExitCode
 _BASE_KEYS = ("seq", "t_wall", "t_mono_s", "event", "prev_hash", "hash")
 _ALARM_WORDS = ("fault", "estop", "emergency", "refused", "error", "torn")
 FOLLOW_POLL_S = 0.2
+_sleep = time.sleep  # tests replace it to drive --follow without waiting
 
 
 @click.group("log")
@@ -127,6 +128,6 @@ def show_command(file: Path, follow: bool, events: tuple[str, ...], as_json: boo
                 if pending.strip():
                     console.print(f"[yellow]torn last line ({len(pending)} bytes), not shown[/]")
                 return
-            time.sleep(FOLLOW_POLL_S)
+            _sleep(FOLLOW_POLL_S)
     except KeyboardInterrupt:
         return

@@ -155,7 +155,12 @@ def test_resume_refuses_a_broken_chain(tmp_path: Path) -> None:
 def test_durable_records_are_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     log = AuditLog(tmp_path / "a.jsonl")
     log.append("heartbeat")
     assert calls == []

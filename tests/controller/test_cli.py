@@ -148,7 +148,7 @@ def test_log_show_follow_sees_new_records(tmp_path: Path, monkeypatch: pytest.Mo
         if polls["n"] >= 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(log_cli.time, "sleep", fake_sleep)
+    monkeypatch.setattr(log_cli, "_sleep", fake_sleep)
     code, out = run("log", "show", str(p), "--follow")
     assert code == 0 and "stimulating" in out and "12.5" in out
 

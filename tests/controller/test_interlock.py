@@ -10,6 +10,7 @@ import pytest
 from controller.interlock import check_program, check_setpoint
 from controller.limits import CEILINGS
 from controller.profiles import BODY, FACE, NEEDLE, load_profile
+from controller.program import Program
 from drivers.base import Capabilities, ChannelCapability, DeviceIdentity, Waveform
 from tests.controller.builders import pair, program, spec
 
@@ -134,12 +135,12 @@ def test_duplicate_outputs_and_names_in_code_built_programs() -> None:
 
 # --- antagonist pairs ------------------------------------------------------------------------
 
-def _pp(**over: float) -> object:
-    return program(spec("a", output=1), spec("b", output=2), pairs=(pair(**over),), profile="body")
+def _pp(**over: float) -> Program:
+    return program(spec("a", output=1), spec("b", output=2), pairs=(pair("a", "b", **over),), profile="body")
 
 
 def test_good_pair_and_its_timeline() -> None:
-    r = check_program(_pp(), BODY)  # type: ignore[arg-type]
+    r = check_program(_pp(), BODY)
     assert r.ok
     first = [(e.start_s, e.end_s, e.channels, e.phase) for e in r.timeline[:4]]
     assert first == [(0.0, 5.0, ("a",), "on"), (5.0, 5.5, (), "dead_time"),
@@ -158,7 +159,7 @@ def test_good_pair_and_its_timeline() -> None:
     (dict(ramp_up_s=0.1), "ramp_up_s"),
 ])
 def test_pair_rules(over: dict[str, float], quantity: str) -> None:
-    r = check_program(_pp(**over), BODY)  # type: ignore[arg-type]
+    r = check_program(_pp(**over), BODY)
     assert not r.ok and quantity in quantities(r)
 
 
@@ -173,7 +174,7 @@ def test_pair_structure_in_code_built_programs() -> None:
 
 
 def test_short_rest_is_a_warning() -> None:
-    r = check_program(_pp(off_s=3.0), BODY)  # type: ignore[arg-type]
+    r = check_program(_pp(off_s=3.0), BODY)
     assert r.ok and any(w.quantity == "off_s" for w in r.warnings)
 
 

@@ -81,14 +81,14 @@ def expected_ok(spec: ChannelSpec, p: Profile) -> bool:
     return all(rules)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(channel_specs(), st.sampled_from(PROFILES))
 def test_verdict_matches_the_metrics(spec: ChannelSpec, profile: Profile) -> None:
     report = check_program(program(spec), profile)
     assert report.ok == expected_ok(spec, profile), (report.violations, channel_metrics(spec))
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(channel_specs(), st.sampled_from(PROFILES))
 def test_nothing_over_a_ceiling_passes(spec: ChannelSpec, profile: Profile) -> None:
     m = channel_metrics(spec)
@@ -113,3 +113,32 @@ def test_setpoint_agrees_with_the_static_check(spec: ChannelSpec, profile: Profi
     static_ok = check_program(program(at), profile).ok
     assert (not check_setpoint(fixed, amplitude, profile)) == static_ok
     assert math.isfinite(channel_metrics(at).rms_ma)
+
+
+# --- the loader never crashes on bad input ---------------------------------------------------
+
+from controller.program import ProgramError, parse_program  # noqa: E402
+from tests.controller.builders import channel_dict, program_dict  # noqa: E402
+
+_ANY = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12), st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=6), st.integers(), max_size=3),
+)
+_KEYS = st.sampled_from(sorted(set(channel_dict()) | {
+    "device", "interphase_gap_us", "asymmetry_ratio", "carrier_hz", "modulation_hz",
+    "modulation_depth", "amplitude", "bogus",
+}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_KEYS, _ANY, max_size=4), st.sampled_from(["channel", "session", "electrode"]))
+def test_malformed_programs_raise_only_program_error(changes: dict[str, object], where: str) -> None:
+    ch = channel_dict()
+    data = program_dict([ch])
+    target = {"channel": ch, "session": data["session"], "electrode": ch["electrode"]}[where]
+    target.update(changes)
+    try:
+        parse_program(data, "fuzz.toml")
+    except ProgramError as exc:
+        assert str(exc).startswith("fuzz.toml")
