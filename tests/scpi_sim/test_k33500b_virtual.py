@@ -341,3 +341,68 @@ def test_garble_and_scpi_error_faults() -> None:
     (garbled, errs), _ = with_sim(body)
     assert not garbled.startswith("Keysight")
     assert [int(e.split(",")[0]) for e in errs] == [-310]
+
+
+def test_arb_bursts_count_whole_waveforms() -> None:
+    """NCYC counts whole arbs; one pulse per arb merges across repetitions into one burst
+    envelope, which ends with the last pulse of the last repetition."""
+
+    async def body(inst: K33500B, client: Client) -> list[str]:
+        wave = np.zeros(200)  # starts at 0 V: between bursts the output rests at the first point
+        wave[2:6] = 1.0
+        wave[7:11] = -1.0
+        await client.write(
+            "*RST",
+            "DATA:ARB P1, " + ", ".join(f"{v:g}" for v in wave),
+            "FUNC:ARB P1",
+            "FUNC ARB",
+            "FUNC:ARB:SRAT 20000",
+            "BURS:NCYC 5",
+            "TRIG:SOUR TIM",
+            "TRIG:TIM 0.25",
+            "BURS:STAT ON",
+            "OUTP ON",
+        )
+        await client.query("*OPC?")
+        await asyncio.sleep(0.9)
+        await client.write("TRIG:SOUR BUS")
+        await client.query("*OPC?")
+        await asyncio.sleep(0.5)
+        await client.write("TRIG1")
+        await asyncio.sleep(0.5)
+        await client.write("OUTP OFF")
+        return await client.errors()
+
+    errors, events = with_sim(body)
+    assert errors == []
+    bursts = active_intervals(events, 1)
+    # Four timer bursts (0, 0.25, 0.5, 0.75 s), then one on the bus trigger.
+    assert len(bursts) == 5
+    length = (4 * 200 + 11 - 2) / 20_000
+    assert all(e - s == pytest.approx(length) for s, e in bursts)
+    starts = [s - bursts[0][0] for s, _ in bursts]
+    assert starts[:4] == pytest.approx([0.0, 0.25, 0.5, 0.75])
+    assert starts[4] == pytest.approx(1.4)
+
+
+def test_burst_arb_resting_at_a_non_zero_first_point_is_active_between_bursts() -> None:
+    async def body(inst: K33500B, client: Client) -> None:
+        wave = np.zeros(200)
+        wave[0:4] = 1.0  # the first point is 1: the output rests there between bursts
+        await client.write(
+            "*RST",
+            "DATA:ARB P0, " + ", ".join(f"{v:g}" for v in wave),
+            "FUNC:ARB P0",
+            "FUNC ARB",
+            "BURS:NCYC 2",
+            "BURS:INT:PER 0.5",
+            "BURS:STAT ON",
+            "OUTP ON",
+        )
+        await client.query("*OPC?")
+        await asyncio.sleep(2.0)
+        await client.write("OUTP OFF")
+        await client.query("*OPC?")
+
+    _, events = with_sim(body)
+    assert len(active_intervals(events, 1)) == 1
