@@ -81,10 +81,11 @@ class MeterReader(Protocol):
 class VisaMeter:
     """An instrument across a shunt, read over pyvisa (blocking; used from the poll thread).
 
-    dmm: ``MEAS:VOLT:AC?``-style single readings are too slow for latency figures, so it is set
-    up once for continuous AC+DC RMS readings (``CONF:VOLT:AC``, fastest bandwidth, no auto-zero)
-    and each poll sends ``READ?``. scope: ``:MEAS:VPP? <source>`` per poll; the current is
-    Vpp / 2 / shunt (a charge-balanced biphasic pulse swings +-peak).
+    dmm: ``MEAS:VOLT:AC?``-style single readings re-configure the meter every time, too slow for
+    latency figures, so it is set up once for AC RMS readings (``CONF:VOLT:AC``, 200 Hz
+    bandwidth filter) and each poll sends ``READ?``; `read_ma` returns the RMS current. scope:
+    ``:MEAS:VPP? <source>`` per poll; the current is Vpp / 2 / shunt, the peak (a
+    charge-balanced biphasic pulse swings +-peak).
     """
 
     def __init__(self, spec: MeterSpec) -> None:
@@ -114,9 +115,19 @@ class VisaMeter:
         self._res.close()
 
 
+def rms_to_peak_factor(rig: Rig) -> float:
+    """A DMM reads RMS; the scenarios compare pulse peaks. Their waveform is known (biphasic
+    symmetric at the rig's frequency and pulse width), so peak = RMS / sqrt(duty) with duty =
+    2 * pulse width * frequency (I_rms = I_pk * sqrt(phase time * f), both phases counted)."""
+    s = rig.scenario
+    duty = 2.0 * s.pulse_width_us * 1e-6 * s.frequency_hz
+    return 1.0 / duty**0.5 if 0.0 < duty <= 1.0 else 1.0
+
+
 class MeterMonitor:
     """Polls a measurement instrument in a thread (real time only: benches never run on
-    virtual time) and records the watched channel as active above a threshold.
+    virtual time) and records the watched channel as active above a threshold, as a peak
+    current (a DMM's RMS reading is converted with `rms_to_peak_factor`).
 
     Timestamps are time.monotonic(), the clock of asyncio's default loop, so they compare with
     the loop times at which a scenario pressed the stop or injected a fault.
@@ -126,6 +137,7 @@ class MeterMonitor:
         self._rig = rig
         self._reader = reader
         self._spec = spec
+        self._factor = rms_to_peak_factor(rig) if spec.kind == "dmm" else 1.0
         self._wiring = rig.channel(spec.channel)
         self.source = f"meter:{spec.resource}"
         self.resolution_s = spec.poll_interval_s
@@ -144,7 +156,7 @@ class MeterMonitor:
         while not self._stop.is_set():
             t = time.monotonic()
             try:
-                ma = abs(self._reader.read_ma())
+                ma = abs(self._reader.read_ma()) * self._factor
             except Exception as exc:  # noqa: BLE001 - a meter error is reported, not fatal
                 self.errors.append(f"{t:.3f}: {exc}")
                 self._stop.wait(self._spec.poll_interval_s)
