@@ -15,7 +15,7 @@ split and parse one acknowledgement frame out of a received byte stream.
 
 A second stimctl figure, command encode + device-side decode of the same command, shows the
 codec on its own. The figure printed is the best of --repeats timed runs (the least disturbed
-by other processes), in frames per second; one frame = one encode plus one decode.
+by other processes), in frames per CPU-second; one frame = one encode plus one decode.
 """
 
 from __future__ import annotations
@@ -130,42 +130,63 @@ def sciencemode_command_and_ack() -> Callable[[int], None] | str:
     return run
 
 
-def rate(run: Callable[[int], None], seconds: float, repeats: int) -> float:
+def _rounds_for(run: Callable[[int], None], seconds: float) -> int:
+    """How many rounds one timed run needs to last about `seconds` of CPU time."""
     rounds = 200
-    while True:  # size one run to last about `seconds`
-        start = time.perf_counter()
+    while True:
+        start = time.process_time()
         run(rounds)
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         if elapsed >= seconds / 4:
-            break
+            return max(1, int(rounds * seconds / elapsed))
         rounds *= 4
-    rounds = max(1, int(rounds * seconds / elapsed))
-    best = float("inf")
+
+
+def rates(runs: dict[str, Callable[[int], None]], seconds: float, repeats: int) -> dict[str, float]:
+    """Best rate of each run, in rounds per CPU-second.
+
+    Timed runs of the different codecs alternate, so a burst of load from other processes
+    hits all of them alike, and CPU time (not wall time) is measured, so time spent waiting
+    for a core does not count against either.
+    """
+    sizes = {name: _rounds_for(run, seconds) for name, run in runs.items()}
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        run(rounds)
-        best = min(best, time.perf_counter() - start)
-    return rounds / best
+        for name, run in runs.items():
+            start = time.process_time()
+            run(sizes[name])
+            best[name] = min(best[name], time.process_time() - start)
+    return {name: sizes[name] / best[name] for name in runs}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed run")
+    parser.add_argument("--seconds", type=float, default=1.0, help="CPU time of one timed run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; the best is kept")
     args = parser.parse_args()
 
-    print(f"python {platform.python_version()} on {platform.machine()}, best of {args.repeats}")
-    ours = rate(stimctl_command_and_ack(), args.seconds, args.repeats)
-    print(f"stimctl     command encode + ack decode   {ours:12,.0f} frames/s")
-    both = rate(stimctl_command_both_ends(), args.seconds, args.repeats)
-    print(f"stimctl     command encode + decode       {both:12,.0f} frames/s")
+    runs: dict[str, Callable[[int], None]] = {
+        "stimctl command encode + ack decode": stimctl_command_and_ack(),
+        "stimctl command encode + decode": stimctl_command_both_ends(),
+    }
     science = sciencemode_command_and_ack()
     if isinstance(science, str):
         print(f"ScienceMode skipped: {science}")
-        return 0
-    theirs = rate(science, args.seconds, args.repeats)
-    print(f"ScienceMode command encode + ack decode   {theirs:12,.0f} frames/s")
-    print(f"ratio stimctl / ScienceMode (command encode + ack decode): {ours / theirs:.1f}x")
+    else:
+        runs["ScienceMode command encode + ack decode"] = science
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, "
+        f"best of {args.repeats} runs of ~{args.seconds:g} CPU-s each"
+    )
+    measured = rates(runs, args.seconds, args.repeats)
+    for name, value in measured.items():
+        print(f"{name:<42}{value:12,.0f} frames/s")
+    if not isinstance(science, str):
+        ratio = (
+            measured["stimctl command encode + ack decode"]
+            / measured["ScienceMode command encode + ack decode"]
+        )
+        print(f"ratio stimctl / ScienceMode (command encode + ack decode): {ratio:.1f}x")
     return 0
 
 

@@ -17,7 +17,7 @@ class CobsError(ValueError):
 
 
 def cobs_encode(data: bytes | bytearray) -> bytes:
-    pieces = bytes(data).split(_ZERO)
+    pieces = (data if type(data) is bytes else bytes(data)).split(_ZERO)
     if max(map(len, pieces)) < 254:
         # The common case, every piece short: one code byte per piece, joined at C speed.
         return b"".join([_CODE_FOR_LENGTH[len(piece)] + piece for piece in pieces])
