@@ -22,14 +22,10 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from firmware_protocol import (  # noqa: E402
+from firmware_protocol import (
     Ack,
     ConfigureChannel,
     Connection,
@@ -89,7 +85,7 @@ class _BytesPort:
     def load(self, data: bytes) -> None:
         self._data = data
 
-    def inWaiting(self) -> int:  # noqa: N802 - pyserial's name
+    def inWaiting(self) -> int:  # pyserial's (legacy) name, which _read_packet calls
         return len(self._data)
 
     def read(self, size: int) -> bytes:
