@@ -624,6 +624,12 @@ class K33500B(ScpiInstrument):
         t.add("FORMat:BORDer", Choice(options=("NORMal", "SWAPped"), name="byte order"),
               set=self._set_border, query=lambda call: self._byte_order)
         t.add("SYSTem:ERRor[:NEXT]", query=self._next_error)
+        for word in ("SINusoid", "SQUare", "TRIangle", "RAMP", "PULSe", "PRBS", "NOISe", "DC",
+                     "ARBitrary"):
+            t.add(src + "APPLy:" + word, Raw(name="frequency", required=False),
+                  Raw(name="amplitude", required=False), Raw(name="offset", required=False),
+                  set=self._applier(word), suffixes=two)
+        t.add(src + "APPLy", query=self._get_apply, suffixes=two)
 
     # --- handlers: function and frequency --------------------------------------------------
 
@@ -1090,6 +1096,59 @@ class K33500B(ScpiInstrument):
     def _get_load(self, call: Call, bound: str | None) -> str:
         ch = self._ch[call.channel]
         return self._query_bound(bound, LOAD_MIN_OHM, LOAD_MAX_OHM, 50.0, ch.load_setting_ohm)
+
+    def _applier(self, word: str) -> Callable[[Call, Param | None, Param | None, Param | None], None]:
+        function = "".join(c for c in word if c.isupper())
+
+        def apply(call: Call, freq: Param | None, amp: Param | None, off: Param | None) -> None:
+            self._apply(call, function, freq, amp, off)
+
+        return apply
+
+    def _apply(
+        self, call: Call, function: str, freq: Param | None, amp: Param | None, off: Param | None
+    ) -> None:
+        """APPLy: function, frequency (sample rate for ARB), amplitude and offset in one go,
+        burst off, trigger immediate, then the output on, as the manual describes. All or
+        nothing: a refused part restores the channel as it was."""
+        n = call.channel
+        saved = replace(self._ch[n])
+
+        def given(p: Param | None) -> Param | None:
+            if p is None or (isinstance(p, CharParam) and p.mnemonic in ("DEF", "DEFAULT")):
+                return None
+            return p
+
+        try:
+            ch = self._ch[n]
+            ch.burst_on = False
+            ch.trigger_source = "IMM"
+            self._set_function(call, function)
+            ch = self._ch[n]
+            f = given(freq)
+            if f is not None and function == "ARB":
+                self._set_srate(call, f)
+            elif f is not None and function not in ("NOIS", "DC"):
+                self._set_frequency(call, f)
+            a = given(amp)
+            if a is not None and function != "DC":
+                self._set_amplitude(call, a)
+            o = given(off)
+            if o is not None:
+                self._set_offset(call, o)
+        except ScpiError:
+            self._ch[n] = saved
+            self._restart((n,))
+            raise
+        self._ch[n].output = True
+        self.engine.set_output(n, True)
+
+    def _get_apply(self, call: Call) -> str:
+        ch = self._ch[call.channel]
+        rate = ch.srate if ch.function == "ARB" else ch.frequency_hz
+        amp = self._display(ch, ch.amplitude_oc_vpp)
+        off = self._display(ch, ch.offset_oc_v)
+        return f'"{ch.function} {nr3(rate)},{nr3(amp)},{nr3(off)}"'
 
     def _set_output(self, call: Call, on: bool) -> None:
         ch = self._ch[call.channel]

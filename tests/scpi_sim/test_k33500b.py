@@ -354,3 +354,45 @@ def test_clearing_volatile_memory_while_playing_falls_back_to_the_builtin(
     assert errors(inst) == []
     wait_for(lambda: any(e.active for e in sim.trace.events))
     assert next(e for e in sim.trace.events if e.active).waveform == "arb:EXP_RISE.ARB"
+
+
+def test_apply_sets_everything_and_switches_the_output_on(
+    rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
+) -> None:
+    sim, inst = rig
+    inst.write("*RST")
+    inst.write("APPL:SIN 5 KHZ, 3.0 VPP, -2.5 V")
+    assert inst.query("APPL?") == '"SIN +5.000000000000000E+03,+3.000000000000000E+00,-2.500000000000000E+00"'
+    assert inst.query("OUTP?") == "1"
+    assert errors(inst) == []
+    wait_for(lambda: any(e.active for e in sim.trace.events))
+    # -2.5 V offset and 1.5 V peaks into a 50 ohm setting: 8 V open-circuit peak, 40 mA.
+    assert next(e for e in sim.trace.events if e.active).amplitude_ma == pytest.approx(40.0)
+
+
+def test_apply_that_conflicts_changes_nothing(
+    rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
+) -> None:
+    sim, inst = rig
+    inst.write("*RST")
+    before = inst.query("APPL?")
+    inst.write("APPL:SQU 2000, 8, 3")  # 3 V + 4 V peaks: beyond 5 V into 50 ohm
+    assert [code(e) for e in errors(inst)] == [-221]
+    assert inst.query("APPL?") == before
+    assert inst.query("OUTP?") == "0"
+    assert not any(e.active for e in sim.trace.events)
+
+
+def test_users_guide_arb_with_apply(
+    rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
+) -> None:
+    sim, inst = rig
+    ramp = ", ".join(f"{v:g}" for v in np.linspace(-1, 1, 50))
+    for cmd in ("*RST", "DATA:VOL:CLE", f"DATA:ARB RAMPUP, {ramp}", "FUNC:ARB RAMPUP",
+                "APPL:ARB 1e4, 1, 0"):
+        inst.write(cmd)
+    assert inst.query("APPL?") == '"ARB +1.000000000000000E+04,+1.000000000000000E+00,+0.000000000000000E+00"'
+    assert errors(inst) == []
+    wait_for(lambda: any(e.active for e in sim.trace.events))
+    first = next(e for e in sim.trace.events if e.active)
+    assert first.waveform == "arb:RAMPUP" and first.amplitude_ma == pytest.approx(5.0)
