@@ -126,6 +126,21 @@ def sciencemode_command_and_ack() -> Callable[[int], None] | str:
     return run
 
 
+def frame_sizes() -> str:
+    command = len(Connection(Role.HOST).send(COMMAND)[1])
+    ack = len(Connection(Role.DEVICE).send(Ack(acked_seq=0))[1])
+    sizes = f"stimctl command {command} B, ack {ack} B"
+    try:
+        from pysciencemode.rehastim2_interface import Rehastim2
+        from pysciencemode.utils import packet_construction
+    except ImportError:
+        return sizes
+    msb, lsb = Rehastim2._msb_lsb_pulse_stim(250)
+    their_command = len(packet_construction(0, "StartChannelListMode", [0, msb, lsb, 15]))
+    their_ack = len(packet_construction(0, "StartChannelListModeAck", [0]))
+    return f"{sizes}; ScienceMode command {their_command} B, ack {their_ack} B"
+
+
 def _rounds_for(run: Callable[[int], None], seconds: float) -> int:
     """How many rounds one timed run needs to last about `seconds` of CPU time."""
     rounds = 200
@@ -174,6 +189,7 @@ def main() -> int:
         f"python {platform.python_version()} on {platform.machine()}, "
         f"best of {args.repeats} runs of ~{args.seconds:g} CPU-s each"
     )
+    print(f"frame sizes on the wire: {frame_sizes()}")
     measured = rates(runs, args.seconds, args.repeats)
     for name, value in measured.items():
         print(f"{name:<42}{value:12,.0f} frames/s")
