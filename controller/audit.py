@@ -181,6 +181,19 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not supported here (Windows): the file's own fsyncs still hold
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -222,10 +235,12 @@ class AuditLog:
                     os.fsync(fh.fileno())
             self._seq = result.records
             self._prev = result.last_hash
+            self._fh = open(self.path, "ab")
         else:
             self._seq = 0
             self._prev = GENESIS_HASH
-        self._fh = open(self.path, "ab")
+            self._fh = open(self.path, "ab")
+            _fsync_dir(self.path.parent)  # the new file's name survives a power cut too
         if torn_text is not None:
             self.append("log_torn_tail", durable=True, torn_text=torn_text)
 

@@ -199,6 +199,9 @@ def check_command(program_path: Path, profile_opt: str | None, devices: tuple[st
     if devices:
         try:
             caps = asyncio.run(_read_capabilities(devices, program))
+        except KeyboardInterrupt:
+            err.print("interrupted: the devices were closed (outputs off)")
+            sys.exit(ExitCode.INTERRUPTED)
         except DeviceProbeError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(exc.code)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from controller.limits import CEILINGS, Profile
 from controller.metrics import ChannelMetrics, channel_metrics, config_metrics, shannon_max_charge_uc
-from controller.program import ChannelSpec, Program, pulse_train_us
+from controller.program import NEEDLE_AREA_CM2, ChannelSpec, Program, pulse_train_us
 from drivers.base import Capabilities, ChannelCapability, Waveform
 
 MAX_TIMELINE_ENTRIES = 20_000
@@ -185,8 +185,24 @@ def _channel_checks(
                  f"electrode (IEC 60601-2-10 operator attention)", warn=True)
 
     if include_ramps:
+        _electrode_warnings(spec, profile, out)
         for label, v in (("ramp_up_s", spec.ramp_up_s), ("ramp_down_s", spec.ramp_down_s)):
             _ramp_check(n, f"{n}: {label}", label, v, profile, out)
+
+
+def _electrode_warnings(spec: ChannelSpec, profile: Profile, out: _Collector) -> None:
+    # The area is the user's word, and a larger area loosens every charge-density cap (Shannon's
+    # most of all), so an area out of the ordinary for its kind is pointed out.
+    e = spec.electrode
+    n = spec.name
+    if e.kind == "needle" and e.area_cm2 > NEEDLE_AREA_CM2:
+        out.over(n, "electrode_area_cm2", e.area_cm2, NEEDLE_AREA_CM2, "cm^2",
+                 f"{n}: needle area {_fmt(e.area_cm2)} cm^2 is larger than a typical needle "
+                 f"({NEEDLE_AREA_CM2:g} cm^2); the charge caps grow with the area: check it", warn=True)
+    if profile.shannon_k_max is not None and e.kind == "pad":
+        out.over(n, "electrode_kind", e.area_cm2, 0.0, "cm^2",
+                 f"{n}: a pad electrode under profile {profile.name!r}, which is meant for needles; "
+                 f"the Shannon cap is computed from the pad's {_fmt(e.area_cm2)} cm^2", warn=True)
 
 
 def _ramp_check(channel: str | None, what: str, quantity: str, v: float, profile: Profile,

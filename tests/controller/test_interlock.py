@@ -231,3 +231,12 @@ def test_check_setpoint() -> None:
     assert [f.quantity for f in check_setpoint(needle, 9.6, NEEDLE)] == ["shannon_k"]
     # Ramps are the program's business, not a live setpoint's.
     assert check_setpoint(spec(ramp_s=0.0), 5.0, FACE) == ()
+
+
+def test_electrode_area_out_of_the_ordinary_is_pointed_out() -> None:
+    big = spec(kind="needle", area_cm2=1.0, amplitude_ma=8, pulse_width_us=250, frequency_hz=10)
+    r = check_program(program(big), NEEDLE)
+    assert r.ok and any(w.quantity == "electrode_area_cm2" for w in r.warnings)
+    pad = spec(kind="pad", area_cm2=4.0, amplitude_ma=8, pulse_width_us=250, frequency_hz=10)
+    r = check_program(program(pad), NEEDLE)
+    assert any(w.quantity == "electrode_kind" for w in r.warnings)
