@@ -7,8 +7,6 @@ import pytest
 
 from hil.rig import DEFAULT_RIG_TOML, Rig, parse_rig
 
-pytest_plugins = ["pytester"]
-
 
 def sim_rig(**sim_options: Any) -> Rig:
     """The default simulated rig with options for its board (BoardConfig fields, faults)."""
