@@ -113,6 +113,10 @@ class _Channel:
     offset_oc_v: float = 0.0
     unit: str = "VPP"
     load_setting_ohm: float = 50.0
+    limit_on: bool = False
+    limit_high_v: float = 5.0
+    limit_low_v: float = -5.0
+    """VOLT:LIM: displayed volts for the load setting (it cannot change while limits are on)."""
     phase_deg: float = 0.0
     square_duty_pct: float = 50.0
     pulse_width_s: float = 100e-6
@@ -354,11 +358,25 @@ class K33500B(ScpiInstrument):
             return nr3(default)
         return nr3(now)
 
-    def _check_levels(self, ch: _Channel, amp_oc: float, off_oc: float) -> None:
-        if ch.function == "DC":
+    def _check_levels(
+        self, ch: _Channel, amp_oc: float, off_oc: float, function: str | None = None
+    ) -> None:
+        if (function or ch.function) == "DC":
             peak = abs(off_oc)
+            high, low = off_oc, off_oc
         else:
             peak = abs(off_oc) + amp_oc / 2
+            high, low = off_oc + amp_oc / 2, off_oc - amp_oc / 2
+        if ch.limit_on:
+            k = self._factor(ch)
+            tol = 1e-9 * max(1.0, abs(ch.limit_high_v), abs(ch.limit_low_v))
+            if high * k > ch.limit_high_v + tol or low * k < ch.limit_low_v - tol:
+                raise ScpiError(
+                    -221,
+                    f"the output would span {low * k:g} V to {high * k:g} V, outside the voltage "
+                    f"limits {ch.limit_low_v:g} V to {ch.limit_high_v:g} V (VOLT:LIM); nothing "
+                    "was changed",
+                )
         if peak > PEAK_OC_MAX_V * (1 + 1e-12):
             limit = PEAK_OC_MAX_V * self._factor(ch)
             raise ScpiError(
@@ -571,6 +589,12 @@ class K33500B(ScpiInstrument):
               query=self._get_high, suffixes=two)
         t.add(src + "VOLTage:LOW", Raw(name="low level"), set=self._set_low,
               query=self._get_low, suffixes=two)
+        t.add(src + "VOLTage:LIMit:HIGH", Raw(name="high limit"), set=self._set_limit_high,
+              query=self._get_limit_high, suffixes=two)
+        t.add(src + "VOLTage:LIMit:LOW", Raw(name="low limit"), set=self._set_limit_low,
+              query=self._get_limit_low, suffixes=two)
+        t.add(src + "VOLTage:LIMit:STATe", Boolean(), set=self._set_limit_state,
+              query=self._get_limit_state, suffixes=two)
         t.add(src + "VOLTage:UNIT", Choice(options=("VPP", "VRMS", "DBM"), name="unit"),
               set=self._set_unit, query=self._get_unit, suffixes=two)
         t.add(src + "VOLTage[:LEVel][:IMMediate][:AMPLitude]", Raw(name="amplitude"),
@@ -645,6 +669,8 @@ class K33500B(ScpiInstrument):
         if name == "PULS" and new.pulse_width_s >= 1 / new.frequency_hz:
             new.pulse_width_s = 0.5 / new.frequency_hz
             self.push_error(-221, "pulse width reduced to half the period to fit it")
+        if ch.limit_on:
+            self._check_levels(new, new.amplitude_oc_vpp, new.offset_oc_v, name)
         if ch.function == "DC" and name != "DC":
             reach = PEAK_OC_MAX_V - new.amplitude_oc_vpp / 2
             if abs(new.offset_oc_v) > reach:
@@ -757,6 +783,41 @@ class K33500B(ScpiInstrument):
     def _get_low(self, call: Call) -> str:
         ch = self._ch[call.channel]
         return nr3(self._display(ch, ch.offset_oc_v - ch.amplitude_oc_vpp / 2))
+
+    def _set_limit(self, call: Call, param: Param, which: str) -> None:
+        ch = self._ch[call.channel]
+        reach = PEAK_OC_MAX_V * self._factor(ch)
+        value = self._number(param, f"{which} voltage limit", ("V",), -reach, reach,
+                             reach / 2 if which == "high" else -reach / 2)
+        high = value if which == "high" else ch.limit_high_v
+        low = value if which == "low" else ch.limit_low_v
+        if high <= low:
+            raise ScpiError(-221, "the high limit must be above the low limit; nothing was changed")
+        if ch.limit_on:
+            trial = replace(ch, limit_high_v=high, limit_low_v=low)
+            self._check_levels(trial, ch.amplitude_oc_vpp, ch.offset_oc_v)
+        ch.limit_high_v, ch.limit_low_v = high, low
+
+    def _set_limit_high(self, call: Call, param: Param) -> None:
+        self._set_limit(call, param, "high")
+
+    def _set_limit_low(self, call: Call, param: Param) -> None:
+        self._set_limit(call, param, "low")
+
+    def _get_limit_high(self, call: Call) -> str:
+        return nr3(self._ch[call.channel].limit_high_v)
+
+    def _get_limit_low(self, call: Call) -> str:
+        return nr3(self._ch[call.channel].limit_low_v)
+
+    def _set_limit_state(self, call: Call, on: bool) -> None:
+        ch = self._ch[call.channel]
+        if on:
+            self._check_levels(replace(ch, limit_on=True), ch.amplitude_oc_vpp, ch.offset_oc_v)
+        ch.limit_on = on
+
+    def _get_limit_state(self, call: Call) -> str:
+        return "1" if self._ch[call.channel].limit_on else "0"
 
     def _set_unit(self, call: Call, unit: str) -> None:
         ch = self._ch[call.channel]
@@ -1084,6 +1145,12 @@ class K33500B(ScpiInstrument):
 
     def _set_load(self, call: Call, param: Param) -> None:
         ch = self._ch[call.channel]
+        if ch.limit_on:
+            raise ScpiError(
+                -221,
+                "the output load cannot change while voltage limits are on (the limits hold "
+                "for one load); VOLT:LIM:STAT OFF, set the load, set the limits, turn them on",
+            )
         ohm = self._number(
             param, "output load", ("OHM",), LOAD_MIN_OHM, LOAD_MAX_OHM, 50.0,
             clip=False, allow_inf=True,

@@ -396,3 +396,30 @@ def test_users_guide_arb_with_apply(
     wait_for(lambda: any(e.active for e in sim.trace.events))
     first = next(e for e in sim.trace.events if e.active)
     assert first.waveform == "arb:RAMPUP" and first.amplitude_ma == pytest.approx(5.0)
+
+
+def test_voltage_limits_refuse_levels_beyond_them(
+    rig: tuple[ScpiServerThread, pyvisa.resources.MessageBasedResource],
+) -> None:
+    sim, inst = rig
+    inst.write("*RST")
+    inst.write("VOLT:LIM:HIGH 1")
+    inst.write("VOLT:LIM:LOW -1")
+    inst.write("VOLT:LIM:STAT ON")
+    assert inst.query("VOLT:LIM:STAT?") == "1"
+    assert errors(inst) == []
+    for bad in ("VOLT 3", "VOLT:OFFS 0.96", "VOLT:HIGH 1.2", "OUTP:LOAD INF", "APPL:DC DEF, DEF, 2"):
+        inst.write(bad)
+        assert [code(e) for e in errors(inst)] == [-221], bad
+    assert inst.query("VOLT?") == "+1.000000000000000E-01"
+    assert inst.query("VOLT:OFFS?") == "+0.000000000000000E+00"
+    assert inst.query("OUTP:LOAD?") == "+5.000000000000000E+01"
+    assert inst.query("FUNC?") == "SIN"
+    inst.write("VOLT 2")  # 2 Vpp spans -1..+1 V: exactly at the limits
+    assert errors(inst) == []
+    inst.write("VOLT:LIM:STAT OFF")
+    inst.write("VOLT 4")
+    inst.write("VOLT:LIM:STAT ON")  # the present output breaks the limits: refused
+    assert [code(e) for e in errors(inst)] == [-221]
+    assert inst.query("VOLT:LIM:STAT?") == "0"
+    assert not any(e.active for e in sim.trace.events)
