@@ -11,6 +11,16 @@ import pytest
 from firmware_protocol import TYPE_CODE, Connection, Received, Role
 from firmware_protocol.cobs import cobs_encode
 from firmware_protocol.crc import crc16_reference
+from firmware_protocol.layouts import (
+    CHANNEL_INFO_SPECS,
+    CHANNEL_STATE_SPECS,
+    HELLO_REPLY_HEAD_SPECS,
+    LAYOUTS,
+    STATUS_HEAD_SPECS,
+    FieldKind,
+    FieldSpec,
+    FlatLayout,
+)
 from firmware_protocol.vectors import (
     load_vectors,
     message_from_fields,
@@ -111,3 +121,61 @@ def test_spec_crc_parameters_match_the_vectors_file() -> None:
     crc = VECTORS["crc"]
     for key in ("poly", "init", "xorout", "check"):
         assert f"| {key} | `{crc[key]}`" in spec
+
+
+def _table_after(spec: str, marker: str) -> list[list[str]]:
+    """The rows of the first Markdown table after `marker`, header and rule excluded."""
+    lines = spec[spec.index(marker) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _expected_rows(specs: tuple[FieldSpec, ...]) -> list[tuple[str, str, str]]:
+    rows, offset = [], 0
+    for spec in specs:
+        rows.append(
+            (str(offset), spec.name, "bool" if spec.kind is FieldKind.BOOL else spec.fmt_name)
+        )
+        offset += spec.size
+    return rows
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [layout for layout in LAYOUTS if isinstance(layout, FlatLayout) and layout.specs],
+    ids=lambda layout: layout.cls.__name__,
+)
+def test_spec_field_table_matches_the_layout(layout: FlatLayout) -> None:
+    rows = _table_after(SPEC.read_text("utf-8"), f"(`0x{layout.type_code:02X}`)")
+    documented = [(offset, field, kind) for index, offset, field, kind, *_ in rows]
+    assert documented == _expected_rows(layout.specs)
+    assert [row[0] for row in rows] == [str(i) for i in range(1, len(rows) + 1)]
+
+
+@pytest.mark.parametrize(
+    ("marker", "specs"),
+    [
+        ("ChannelInfo (24 bytes):", CHANNEL_INFO_SPECS),
+        ("ChannelState (14 bytes):", CHANNEL_STATE_SPECS),
+    ],
+)
+def test_spec_nested_tables_match_the_layout(marker: str, specs: tuple[FieldSpec, ...]) -> None:
+    rows = _table_after(SPEC.read_text("utf-8"), marker)
+    assert [(offset, field, kind) for offset, field, kind, *_ in rows] == _expected_rows(specs)
+
+
+@pytest.mark.parametrize(
+    ("code", "specs"),
+    [(0x81, HELLO_REPLY_HEAD_SPECS), (0x84, STATUS_HEAD_SPECS)],
+)
+def test_spec_variable_length_heads_match_the_layout(
+    code: int, specs: tuple[FieldSpec, ...]
+) -> None:
+    rows = _table_after(SPEC.read_text("utf-8"), f"(`0x{code:02X}`)")
+    documented = [(offset, field, kind) for _, offset, field, kind, *_ in rows[: len(specs)]]
+    assert documented == _expected_rows(specs)
