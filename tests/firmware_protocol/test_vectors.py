@@ -20,6 +20,7 @@ from firmware_protocol.layouts import (
     FieldKind,
     FieldSpec,
     FlatLayout,
+    decode_payload,
 )
 from firmware_protocol.vectors import (
     load_vectors,
@@ -65,6 +66,8 @@ def test_frame_vector_layers_are_consistent(vector: dict[str, Any]) -> None:
     assert block[0] == vector["type_code"]
     assert int.from_bytes(block[1:3], "little") == vector["seq"]
     assert block[3:-2] == payload
+    decoded = decode_payload(vector["type_code"], payload)
+    assert message_to_fields(decoded) == vector["fields"]
     assert crc16_reference(block[:-2]) == int.from_bytes(block[-2:], "big")
     assert bytes.fromhex(vector["frame_hex"]) == b"\x00" + cobs_encode(block) + b"\x00"
 
