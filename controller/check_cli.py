@@ -8,7 +8,8 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, fields, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from controller.exit_codes import ExitCode
+from controller.history import HistoryError, SessionHistory
 from controller.interlock import CheckReport, Finding, check_program
 from controller.limits import Profile, ProfileError
 from controller.program import Program, ProgramError, load_program
-from controller.profiles import profile_for
+from controller.profiles import BUILTIN_PROFILES, load_profile, profile_for
 from drivers.base import Capabilities, Waveform
 
 DEVICE_TIMEOUT_S = 15.0
@@ -167,8 +169,12 @@ def _report_json(program: Program, profile: Profile, report: CheckReport) -> str
                    "(TCPIP::127.0.0.1::5025::SOCKET), a pyserial URL or port, 'sim' for the "
                    "built-in simulated board, or NAME=URL once per device of a multi-device "
                    "program. Outputs stay off.")
+@click.option("--subject", metavar="ID",
+              help="Also check the rest period since this subject's last session under the "
+                   "profile (session history in $STIMCTL_STATE_DIR or ~/.local/state/stimctl).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
-def check_command(program_path: Path, profile_opt: str | None, devices: tuple[str, ...], as_json: bool) -> None:
+def check_command(program_path: Path, profile_opt: str | None, devices: tuple[str, ...],
+                  subject: str | None, as_json: bool) -> None:
     """Check PROGRAM against the interlock without stimulating: per channel the peak and RMS
     current, charge per phase, charge and current density and pulse energy; the session's
     timeline; every limit it breaks and every warning.
@@ -185,6 +191,7 @@ def check_command(program_path: Path, profile_opt: str | None, devices: tuple[st
       stimctl check examples/face.toml
       stimctl check examples/face.toml --profile examples/profiles/tight-face.toml
       stimctl check examples/body.toml --device sim
+      stimctl check examples/face.toml --subject S-042
     """
     console = Console(stderr=False, highlight=False)
     err = Console(stderr=True, highlight=False)
@@ -210,6 +217,14 @@ def check_command(program_path: Path, profile_opt: str | None, devices: tuple[st
             sys.exit(ExitCode.FAULT)
 
     report = check_program(program, profile, caps)
+    if subject is not None:
+        try:
+            rest = SessionHistory().check_rest(subject, profile, datetime.now(timezone.utc))
+        except HistoryError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            sys.exit(ExitCode.INVALID_INPUT)
+        if rest is not None:
+            report = replace(report, ok=False, violations=report.violations + (rest,))
     if as_json:
         click.echo(_report_json(program, profile, report))
     else:
@@ -248,3 +263,61 @@ def _print_report(console: Console, program: Program, profile: Profile, report: 
     else:
         console.print(f"[bold red]REFUSED[/]: {len(report.violations)} violation(s). Nothing was "
                       f"sent to any device. Fix the values above, or check against another profile.")
+
+
+@click.command("profiles")
+@click.argument("name", metavar="[NAME|FILE]", required=False)
+def profiles_command(name: str | None) -> None:
+    """List the built-in limits profiles, or show every limit of one profile (a built-in name
+    or a user profile file) with its contraindications. Sources: docs/limits.md.
+
+    \b
+    Examples:
+      stimctl profiles
+      stimctl profiles needle
+      stimctl profiles examples/profiles/tight-face.toml
+    """
+    console = Console(highlight=False, soft_wrap=True)
+    if name is None:
+        t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Built-in profiles, under the ceilings "
+                  "(50 mA RMS and 300 mJ/pulse into 500 ohm, charge-balanced only)", title_justify="left")
+        t.add_column("name", no_wrap=True)
+        for col in ("peak mA", "RMS mA", "Hz", "pulse us", "session", "rest"):
+            t.add_column(col, no_wrap=True)
+
+        def g(v: float) -> str:
+            return f"{v:.10g}"
+
+        for p in BUILTIN_PROFILES.values():
+            t.add_row(p.name, g(p.max_amplitude_ma), g(p.effective_max_rms_ma()),
+                      f"{g(p.min_frequency_hz)}-{g(p.max_frequency_hz)}",
+                      f"{g(p.min_pulse_width_us)}-{g(p.max_pulse_width_us)}", f"{g(p.max_session_s / 60)} min",
+                      f"{g(p.min_rest_between_sessions_s / 86400)} d")
+        console.print(t)
+        for p in BUILTIN_PROFILES.values():
+            console.print(f"  {p.name}: {p.description}")
+        console.print("A user profile file names a base and may only tighten it: see "
+                      "examples/profiles/tight-face.toml and docs/limits.md.")
+        return
+    try:
+        prof = load_profile(name)
+    except ProfileError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(ExitCode.INVALID_INPUT)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_header=False,
+              title=f"profile {prof.name}" + (f" (based on {prof.base})" if prof.base != prof.name else ""),
+              title_justify="left")
+    t.add_column("limit")
+    t.add_column("value")
+    for f in fields(prof):
+        if f.name in ("name", "base", "contraindications"):
+            continue
+        v = getattr(prof, f.name)
+        if isinstance(v, frozenset):
+            v = ", ".join(sorted(w.value for w in v))
+        elif v is None:
+            v = "not applied"
+        t.add_row(f.name, str(v))
+    t.add_row("max_rms_ma in effect", f"{prof.effective_max_rms_ma():g} (ceiling 50)")
+    console.print(t)
+    console.print("contraindications: " + "; ".join(prof.contraindications))

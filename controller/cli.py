@@ -42,3 +42,7 @@ main.add_command(plot_command)
 from controller.hil_cli import hil_group  # noqa: E402
 
 main.add_command(hil_group)
+
+from controller.check_cli import profiles_command  # noqa: E402
+
+main.add_command(profiles_command)

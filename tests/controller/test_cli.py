@@ -159,3 +159,30 @@ def test_check_against_the_simulated_board() -> None:
     code, out = run("check", str(EXAMPLES / "microcurrent.toml"), "--device", "sim")
     assert code == ExitCode.OK, out
     assert "device main" in out and "compliance to at most 14 V" in out
+
+
+def test_check_with_subject_applies_the_rest_period(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from controller.history import SessionHistory
+
+    monkeypatch.setenv("STIMCTL_STATE_DIR", str(tmp_path))
+    code, _ = run("check", str(EXAMPLES / "face.toml"), "--subject", "S-1")
+    assert code == ExitCode.OK
+    now = datetime.now(timezone.utc)
+    SessionHistory().record("S-1", "face", now - timedelta(hours=2), now - timedelta(hours=1))
+    code, out = run("check", str(EXAMPLES / "face.toml"), "--subject", "S-1")
+    assert code == ExitCode.REFUSED and "rest between sessions" in out
+    code, _ = run("check", str(EXAMPLES / "body.toml"), "--subject", "S-1")
+    assert code == ExitCode.OK
+
+
+def test_profiles_command() -> None:
+    code, out = run("profiles")
+    assert code == 0 and all(n in out for n in ("face", "body", "needle", "microcurrent", "amplipulse"))
+    code, out = run("profiles", "needle")
+    assert code == 0 and "shannon_k_max" in out and "1.85" in out and "implanted pacemaker" in out
+    code, out = run("profiles", str(EXAMPLES / "profiles" / "tight-face.toml"))
+    assert code == 0 and "based on face" in out and "recent facial filler injections" in out
+    code, out = run("profiles", "nosuch")
+    assert code == ExitCode.INVALID_INPUT
