@@ -284,3 +284,41 @@ def test_program_channel_lookup_error() -> None:
     p = parse_program(program_dict(), "x")
     with pytest.raises(KeyError, match="no channel named 'zz'"):
         p.channel("zz")
+
+
+def test_directory_is_not_a_program(tmp_path: Path) -> None:
+    with pytest.raises(ProgramError, match="is a directory"):
+        load_program(tmp_path)
+
+
+def test_modulation_must_be_below_half_the_carrier() -> None:
+    ch = {"name": "a", "output": 1, "electrode": {"kind": "pad", "area_cm2": 4.0},
+          "waveform": "amplipulse", "amplitude_ma": 5.0, "carrier_hz": 200, "modulation_hz": 150,
+          "ramp_up_s": 1, "ramp_down_s": 1}
+    e = _err(program_dict([ch]))
+    assert e.key == "channel[0].modulation_hz" and "half the carrier" in str(e)
+
+
+def test_tables_that_are_not_tables() -> None:
+    d = program_dict()
+    d["channel"] = [1]
+    assert _err(d).key == "channel[0]"
+    d = program_dict()
+    d["session"] = "face"
+    assert _err(d).key == "session"
+    d = program_dict()
+    d["channel"] = {"name": "x"}
+    assert _err(d).key == "channel"
+    with pytest.raises(ProgramError, match="must be a table"):
+        parse_program([], "prog.toml")  # type: ignore[arg-type]
+
+
+def test_empty_strings_refused() -> None:
+    assert _err(program_dict([channel_dict(name=" ")])).key == "channel[0].name"
+    assert _err(program_dict(profile="")).key == "session.profile"
+    assert _err(program_dict([channel_dict(device="")])).key == "channel[0].device"
+
+
+def test_interphase_gap_not_for_microcurrent() -> None:
+    e = _err(program_dict([channel_dict(waveform="microcurrent", interphase_gap_us=10)]))
+    assert e.key == "channel[0].interphase_gap_us"
