@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.interlock import Finding
-from controller.limits import Profile
-from controller.profiles import load_profile
+from controller.limits import Profile, ProfileError
+from controller.profiles import BUILTIN_PROFILES
 
 
 def default_state_dir() -> Path:
@@ -127,8 +127,19 @@ class SessionHistory:
 
     def check_rest(self, subject_id: str, profile: Profile | str, now: datetime) -> Finding | None:
         """A violation if the subject has not rested the profile's minimum since the last
-        session, else None."""
-        prof = profile if isinstance(profile, Profile) else load_profile(profile)
+        session, else None. Pass the Profile object; a name works only for a built-in profile
+        (a user profile's name cannot be resolved back to its limits)."""
+        if isinstance(profile, Profile):
+            prof = profile
+        elif profile in BUILTIN_PROFILES:
+            prof = BUILTIN_PROFILES[profile]
+        else:
+            # A user profile's name says nothing about its limits; only the object does.
+            raise ProfileError(
+                str(profile), "",
+                "check_rest needs the Profile object for a profile that is not built in "
+                "(pass the loaded Profile, not its name)",
+            )
         last = self.last_session(subject_id, prof)
         if last is None:
             return None

@@ -67,3 +67,12 @@ def test_torn_last_line_ignored(tmp_path: Path) -> None:
     with open(p, "a") as fh:
         fh.write('{"subject_id": "s1", "prof')
     assert len(h.records()) == 1
+
+
+def test_a_user_profile_must_be_passed_as_an_object(tmp_path: Path) -> None:
+    from controller.limits import ProfileError
+
+    h = SessionHistory(tmp_path / "h.jsonl")
+    with pytest.raises(ProfileError, match="Profile object"):
+        h.check_rest("s1", "tight-face", T0)
+    assert h.check_rest("s1", "face", T0) is None
