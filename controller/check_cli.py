@@ -9,7 +9,7 @@ import math
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, fields, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from controller.exit_codes import ExitCode
 from controller.history import HistoryError, SessionHistory
 from controller.interlock import CheckReport, Finding, check_program
 from controller.limits import Profile, ProfileError
-from controller.program import Program, ProgramError, load_program
 from controller.profiles import BUILTIN_PROFILES, load_profile, profile_for
+from controller.program import Program, ProgramError, load_program
 from drivers.base import Capabilities, Waveform
 
 DEVICE_TIMEOUT_S = 15.0
@@ -219,7 +219,7 @@ def check_command(program_path: Path, profile_opt: str | None, devices: tuple[st
     report = check_program(program, profile, caps)
     if subject is not None:
         try:
-            rest = SessionHistory().check_rest(subject, profile, datetime.now(timezone.utc))
+            rest = SessionHistory().check_rest(subject, profile, datetime.now(UTC))
         except HistoryError as exc:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(ExitCode.INVALID_INPUT)

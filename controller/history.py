@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class SessionRecord:
 def _as_utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         raise ValueError("history times must be timezone-aware (use datetime.now(timezone.utc))")
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def _base_name(profile: Profile | str) -> str:

@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.limits import CEILINGS, Profile
-from controller.metrics import ChannelMetrics, channel_metrics, config_metrics, shannon_max_charge_uc
+from controller.metrics import (
+    ChannelMetrics,
+    channel_metrics,
+    config_metrics,
+    shannon_max_charge_uc,
+)
 from controller.program import NEEDLE_AREA_CM2, ChannelSpec, Program, pulse_train_us
 from drivers.base import Capabilities, ChannelCapability, Waveform
 

@@ -433,7 +433,7 @@ def _check_pairs(pairs: tuple[PairSpec, ...], channels: tuple[ChannelSpec, ...],
                 )
         if p.agonist == p.antagonist:
             raise ProgramError(
-                source, "pair[{}].antagonist".format(i),
+                source, f"pair[{i}].antagonist",
                 f"a channel cannot be its own antagonist ({p.agonist!r})", "two different channels",
             )
         for role in ("agonist", "antagonist"):

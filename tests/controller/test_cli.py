@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,7 @@ def test_log_show_and_filter(tmp_path: Path) -> None:
 
 
 def test_log_show_follow_sees_new_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import controller.log_cli as log_cli
+    from controller import log_cli
 
     p = _log(tmp_path)
     polls = {"n": 0}
@@ -162,14 +163,14 @@ def test_check_against_the_simulated_board() -> None:
 
 
 def test_check_with_subject_applies_the_rest_period(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from controller.history import SessionHistory
 
     monkeypatch.setenv("STIMCTL_STATE_DIR", str(tmp_path))
     code, _ = run("check", str(EXAMPLES / "face.toml"), "--subject", "S-1")
     assert code == ExitCode.OK
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     SessionHistory().record("S-1", "face", now - timedelta(hours=2), now - timedelta(hours=1))
     code, out = run("check", str(EXAMPLES / "face.toml"), "--subject", "S-1")
     assert code == ExitCode.REFUSED and "rest between sessions" in out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from controller.history import HistoryError, SessionHistory, default_state_dir
 from controller.profiles import load_profile
 
-T0 = datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 
 
 def test_default_path_uses_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

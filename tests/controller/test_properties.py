@@ -13,9 +13,9 @@ from controller.interlock import check_program, check_setpoint
 from controller.limits import CEILINGS, Profile
 from controller.metrics import channel_metrics
 from controller.profiles import BUILTIN_PROFILES
-from controller.program import ChannelSpec, Electrode, pulse_train_us
+from controller.program import ChannelSpec, Electrode, ProgramError, parse_program, pulse_train_us
 from drivers.base import ChannelConfig, Waveform
-from tests.controller.builders import program
+from tests.controller.builders import channel_dict, program, program_dict
 
 # A profile that would allow anything: only the ceilings in code stand in the way.
 WIDE_OPEN = Profile(
@@ -116,9 +116,6 @@ def test_setpoint_agrees_with_the_static_check(spec: ChannelSpec, profile: Profi
 
 
 # --- the loader never crashes on bad input ---------------------------------------------------
-
-from controller.program import ProgramError, parse_program  # noqa: E402
-from tests.controller.builders import channel_dict, program_dict  # noqa: E402
 
 _ANY = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
