@@ -139,3 +139,31 @@ def test_malformed_programs_raise_only_program_error(changes: dict[str, object],
         parse_program(data, "fuzz.toml")
     except ProgramError as exc:
         assert str(exc).startswith("fuzz.toml")
+
+
+# --- a profile file can only tighten ---------------------------------------------------------
+
+from controller.limits import TIGHTEN_DOWN, TIGHTEN_UP, ProfileError
+from controller.profiles import tighten
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(BUILTIN_PROFILES)),
+    st.dictionaries(st.sampled_from(TIGHTEN_DOWN + TIGHTEN_UP), st.floats(0.0, 1e7), max_size=5),
+)
+def test_a_profile_file_never_loosens(base_name: str, overrides: dict[str, float]) -> None:
+    base = BUILTIN_PROFILES[base_name]
+    try:
+        p = tighten({"base": base_name, **overrides}, source="fuzz.toml", default_name="fuzz")
+    except ProfileError as exc:
+        assert str(exc).startswith("fuzz.toml")
+        return
+    for key in TIGHTEN_DOWN:
+        b, v = getattr(base, key), getattr(p, key)
+        assert b is None or v <= b, key
+    for key in TIGHTEN_UP:
+        b, v = getattr(base, key), getattr(p, key)
+        assert b is None or v >= b, key
+    assert p.waveforms <= base.waveforms and p.allow_monophasic <= base.allow_monophasic
+    assert p.effective_max_rms_ma() <= CEILINGS.max_rms_ma
