@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.interlock import check_program, check_setpoint
-from controller.limits import CEILINGS, Profile
+from controller.limits import CEILINGS, TIGHTEN_DOWN, TIGHTEN_UP, Profile, ProfileError
 from controller.metrics import channel_metrics
-from controller.profiles import BUILTIN_PROFILES
+from controller.profiles import BUILTIN_PROFILES, tighten
 from controller.program import ChannelSpec, Electrode, ProgramError, parse_program, pulse_train_us
 from drivers.base import ChannelConfig, Waveform
 from tests.controller.builders import channel_dict, program, program_dict
@@ -143,8 +143,6 @@ def test_malformed_programs_raise_only_program_error(changes: dict[str, object],
 
 # --- a profile file can only tighten ---------------------------------------------------------
 
-from controller.limits import TIGHTEN_DOWN, TIGHTEN_UP, ProfileError
-from controller.profiles import tighten
 
 
 @settings(max_examples=300, deadline=None)
