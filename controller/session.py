@@ -534,7 +534,7 @@ class Session:
             capped = self._program.session.duration_s > self._profile.max_session_s
             self._log("session_timer", durable=True,
                       reason="profile maximum" if capped else "program duration")
-            self._loop.create_task(self.stop("session time reached"))
+            await self.stop("session time reached")
         await asyncio.sleep(max(0.0, self._hard_end_at - self._loop.time()))
         if self.state in OUTPUT_MAY_BE_ON:
             await self._do_fault(
@@ -572,6 +572,10 @@ class Session:
                 await self._do_fault(f"electrode probe on {spec.name!r} failed: {exc}",
                                      FaultKind.LEAD_OFF.value, channel=spec.name)
                 return
+            # Even a probe respects the pair's dead time before the next channel comes on.
+            pair = self._program.pair_of(spec.name)
+            await asyncio.sleep(max(pair.dead_time_s if pair else 0.0,
+                                    self._profile.min_dead_time_s))
             ch = st.channel(spec.output)
             bad = ch.compliance or (ch.load_ohm is not None and ch.load_ohm > MAX_PROBE_LOAD_OHM)
             self._log("electrode_probe", channel=spec.name, probe_ma=level,
@@ -650,7 +654,9 @@ class Session:
                 return (f"{name!r} reached its compliance voltage: poor electrode contact or "
                         "lead-off", FaultKind.LEAD_OFF.value, name)
             setpoint = self._gate.setpoint_ma(name)
-            allowed = setpoint * (1 + tol_rel) + tol_ma
+            # With a command in flight during the read, the device may report the value from
+            # before it; the next quiet poll compares again.
+            allowed = setpoint * (1 + tol_rel) + tol_ma if quiet else math.inf
             if ch.set_amplitude_ma > allowed:
                 return (f"{name!r}: the device is set to {ch.set_amplitude_ma:g} mA, more "
                         f"than the {setpoint:g} mA commanded", FaultKind.READBACK.value, name)
@@ -711,10 +717,13 @@ class Session:
             return
         self._fault_reason = reason
         self._faults.append(record)
-        self._machine.fire("fault")
-        self._log("fault", durable=True, **record)
-        self._emit("fault", **record)
-        self._after_latch()
+        try:
+            self._machine.fire("fault")
+            self._log("fault", durable=True, **record)
+            self._emit("fault", **record)
+        finally:
+            # Whatever the bookkeeping did, the session is latched and its tasks stop.
+            self._after_latch()
         self._record_history("fault")
 
     def _after_latch(self) -> None:
@@ -752,10 +761,10 @@ class Session:
         self._log("state", durable=True, src=src.value, dst=dst.value, trigger=trigger)
         self._emit("state", src=src.value, dst=dst.value, trigger=trigger)
 
-    def _emit(self, kind: str, **detail: Any) -> None:
+    def _emit(self, event_kind: str, **detail: Any) -> None:
         if not self._observers:
             return
-        ev = SessionEvent(kind, self.state, self._loop.time(), detail)
+        ev = SessionEvent(event_kind, self.state, self._loop.time(), detail)
         for obs in list(self._observers):
             with contextlib.suppress(Exception):
                 obs(ev)
