@@ -62,23 +62,30 @@ def render(session: Session, hint: str = "") -> Group:
     return Group(*parts)
 
 
-def plain_line(event: SessionEvent) -> str | None:
+def plain_line(event: SessionEvent, t0_s: float = 0.0) -> str | None:
     """A one-line description of the events worth printing without a terminal."""
     d = event.detail
+    t = event.t_s - t0_s
     if event.kind == "state":
-        return f"[{event.t_s:9.3f}] {d['src']} -> {d['dst']} ({d['trigger']})"
+        return f"[{t:8.3f} s] {d['src']} -> {d['dst']} ({d['trigger']})"
     if event.kind == "fault":
-        return f"[{event.t_s:9.3f}] FAULT: {d['reason']}"
+        return f"[{t:8.3f} s] FAULT: {d['reason']}"
     if event.kind == "phase":
-        return f"[{event.t_s:9.3f}] {d['channel']}: {d['phase']}"
+        return f"[{t:8.3f} s] {d['channel']}: {d['phase']}"
     return None
 
 
 def print_events(console: Console, session: Session, phases: bool = False) -> None:
+    """Print state changes and faults (and phases if asked) as they happen, with times
+    relative to the subscription."""
+    import asyncio
+
+    t0 = asyncio.get_running_loop().time()
+
     def observer(event: SessionEvent) -> None:
         if event.kind == "phase" and not phases:
             return
-        line = plain_line(event)
+        line = plain_line(event, t0)
         if line is not None:
             console.print(line, highlight=False)
 

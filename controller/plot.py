@@ -82,10 +82,15 @@ def _from_trace(path: Path, names: dict[tuple[str, int], str],
     for e in events:
         keys.setdefault((e.device, e.channel), []).append(e)
     series = []
+    t0 = events[0].t_s
     for (dev, ch), evs in sorted(keys.items()):
+        if (dev, ch) not in names and not any(e.active for e in evs):
+            continue  # an output nobody used: leave it out
         label = names.get((dev, ch), f"{dev}:{ch}")
-        series.append(Series(label, tuple(e.t_s for e in evs),
+        series.append(Series(label, tuple(e.t_s - t0 for e in evs),
                              tuple(e.amplitude_ma if e.on else 0.0 for e in evs)))
+    if not series:
+        raise PlotInputError(f"{path}: no output was ever active in this trace")
     return PlotData(f"{path.name}: delivered current (simulator trace)", "delivered",
                     tuple(series), pairs)
 
@@ -101,6 +106,7 @@ def _from_log(path: Path) -> PlotData:
     amp: dict[str, float] = {}
     faults: list[tuple[float, str]] = []
     title = path.name
+    hw_note = ""
     t_first: float | None = None
     for rec in records:
         t = rec.get("t_loop_s")
@@ -127,6 +133,15 @@ def _from_log(path: Path) -> PlotData:
                 level = amp.get(name, 0.0) if on.get(name, False) else 0.0
                 if not data[name] or data[name][-1][1] != level:
                     data[name].append((float(t), level))
+        elif ev == "alternation_started" and rec.get("mode") == "hardware":
+            # The device times the cycle itself; the log can only show its plateau.
+            for name in (rec.get("agonist"), rec.get("antagonist")):
+                if isinstance(name, str) and name in data:
+                    on[name] = True
+                    level = amp.get(name, 0.0)
+                    if not data[name] or data[name][-1][1] != level:
+                        data[name].append((float(t), level))
+            hw_note = " - hardware-alternated pairs show their plateau; see the trace"
         elif ev in ("fault", "emergency_stop"):
             faults.append((float(t), str(rec.get("reason", ev))))
     if not any(data.values()):
@@ -134,7 +149,7 @@ def _from_log(path: Path) -> PlotData:
     t0 = t_first or 0.0
     series = tuple(Series(n, tuple(t - t0 for t, _ in pts), tuple(a for _, a in pts))
                    for n, pts in data.items())
-    return PlotData(f"{title} (commanded, from the audit log)", "commanded", series,
+    return PlotData(f"{title} (commanded, from the audit log{hw_note})", "commanded", series,
                     tuple(pairs), tuple((t - t0, r) for t, r in faults))
 
 

@@ -90,6 +90,8 @@ async def run_program(
                             confirm=confirm, options=options, trace=trace) as session:
         console.print(f"device: {', '.join(f'{k} = {v}' for k, v in session.device_urls.items())}")
         console.print(f"audit log: {session.log_path}")
+        if not (live and console.is_terminal):
+            print_events(console, session)
         try:
             report = await session.arm()
         except ArmRefused as exc:
@@ -110,7 +112,6 @@ async def run_program(
                         await asyncio.wait({done}, timeout=0.125)
                         view.update(render(session, STOP_HINT))
             else:
-                print_events(console, session)
                 await session.wait()
             for t in interrupts.tasks:
                 with contextlib.suppress(Exception):

@@ -139,6 +139,7 @@ class Session:
         self._faults: list[dict[str, Any]] = []
         self._closed = False
         self._started_wall: Any = None
+        self._t_end_loop: float | None = None
         self.log_path: Path | None = None
         self.device_urls: dict[str, str] = {}
         self._machine.fire("connect")
@@ -190,11 +191,15 @@ class Session:
 
     @property
     def elapsed_s(self) -> float:
-        return 0.0 if self._t0_loop is None else self._loop.time() - self._t0_loop
+        """Time since the start, frozen when the session ends (done, fault, e-stop)."""
+        if self._t0_loop is None:
+            return 0.0
+        end = self._t_end_loop if self._t_end_loop is not None else self._loop.time()
+        return end - self._t0_loop
 
     @property
     def remaining_s(self) -> float | None:
-        if self._end_at is None:
+        if self._end_at is None or self._t_end_loop is not None:
             return None
         return max(0.0, self._end_at - self._loop.time())
 
@@ -294,6 +299,7 @@ class Session:
                     return
             now = self._loop.time()
             self._t0_loop = now
+            self._t_end_loop = None
             self._started_wall = _utcnow()
             self._end_at = now + self.effective_duration_s
             self._hard_end_at = now + self._profile.max_session_s
@@ -326,6 +332,7 @@ class Session:
                 return
             if self.state in LATCHED:
                 return
+            self._t_end_loop = self._loop.time()
             self._machine.fire("finished")
             self._log("session_done", durable=True, elapsed_s=round(self.elapsed_s, 3))
             self._record_history("done")
@@ -727,6 +734,8 @@ class Session:
         self._record_history("fault")
 
     def _after_latch(self) -> None:
+        if self._t0_loop is not None and self._t_end_loop is None:
+            self._t_end_loop = self._loop.time()
         runner, self._runner = self._runner, None
         if runner is not None and runner is not asyncio.current_task():
             runner.cancel()
