@@ -191,7 +191,10 @@ class K33500B(ScpiInstrument):
             error_queue_size=error_queue_size,
             seed=seed,
         )
-        self.engine.record = self.trace.record
+        if self.clock_attached:
+            self.engine.record = self.trace.record
+        # else: nothing is recorded until a server attaches its clock, so the trace does not
+        # begin with records stamped on the placeholder clock's zero.
         self._restart((1, 2))
 
     # --- hooks -----------------------------------------------------------------------------
@@ -256,6 +259,7 @@ class K33500B(ScpiInstrument):
 
     def attach_clock(self, clock: Clock) -> None:
         super().attach_clock(clock)
+        self.engine.record = self.trace.record
         self.engine.close()
         now = clock.now()
         for ch in self._ch.values():
