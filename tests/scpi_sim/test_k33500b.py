@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,15 @@ import pyvisa
 from sim.faults import FaultSpec
 from sim.scpi.k33500b import K33500B
 from sim.scpi.server import ScpiServerThread
-from sim.trace import TraceEvent, active_intervals, min_dead_time_s, overlap_s
+from sim.trace import (
+    TraceEvent,
+    active_intervals,
+    all_off_at,
+    load_trace,
+    max_amplitude_ma,
+    min_dead_time_s,
+    overlap_s,
+)
 
 NO_ERROR = '0,"No error"'
 
@@ -423,3 +432,29 @@ def test_voltage_limits_refuse_levels_beyond_them(
     assert [code(e) for e in errors(inst)] == [-221]
     assert inst.query("VOLT:LIM:STAT?") == "0"
     assert not any(e.active for e in sim.trace.events)
+
+
+def test_trace_file_matches_the_in_memory_trace(tmp_path: Path) -> None:
+    path = tmp_path / "k33500b.jsonl"
+    sim = ScpiServerThread("k33500b", trace_path=path, transconductance_ma_per_v=2.0)
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        inst = rm.open_resource(sim.start())
+        assert isinstance(inst, pyvisa.resources.MessageBasedResource)
+        inst.read_termination = inst.write_termination = "\n"
+        inst.write("APPL:DC DEF, DEF, 1.5")
+        inst.write("SOUR2:APPL:SQU 100, 1, 0")
+        inst.write("OUTP1 OFF")
+        inst.write("OUTP2 OFF")
+        assert inst.query("SYST:ERR?") == NO_ERROR
+        inst.close()
+    finally:
+        rm.close()
+        sim.stop()
+    events = sim.trace.events
+    assert load_trace(path) == events
+    assert events[0].t_s > 0  # stamped on the server's loop clock from the first record
+    # 1.5 V for 50 ohm = 3 V open circuit through 2 mA/V: 6 mA; the square's 1 V peaks: 2 mA.
+    assert max_amplitude_ma(events, 1) == pytest.approx(6.0)
+    assert max_amplitude_ma(events, 2) == pytest.approx(2.0)
+    assert all_off_at(events, 0.0) is not None
