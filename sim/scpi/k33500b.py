@@ -11,8 +11,9 @@ How the real instrument treats bad values, and so the model:
   amplitude, offset, sample rate, pulse width, periods). Drivers must read back after every
   set; pass out_of_range="reject" to make the model refuse such values instead.
 - A value that cannot coexist with the other settings (offset plus amplitude beyond the
-  output's reach, a pulse wider than its period, dBm into high impedance, an infinite burst on
-  the immediate trigger) is refused with -221 "Settings conflict" and nothing changes.
+  output's reach, levels outside VOLT:LIMit while it is on, a pulse wider than its period, dBm
+  into high impedance, an infinite burst on the immediate trigger) is refused with -221
+  "Settings conflict" and nothing changes. APPLy is all or nothing.
 - A too-short internal burst period is raised to the shortest that fits, with -221, as the
   manual describes.
 - Arbitrary waveform data with a point outside -1..+1 (or a DAC code outside +-32767) is
