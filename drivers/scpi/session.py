@@ -68,7 +68,34 @@ def open_resource(resource_name: str, *, backend: str = DEFAULT_BACKEND,
             "TCPIP0::192.168.1.5::5025::SOCKET, TCPIP0::host::INSTR, USB0::...::INSTR, "
             "GPIB0::12::INSTR, ASRL/dev/ttyUSB0::INSTR"
         ) from exc
+    if "::SOCKET" in resource_name.upper():
+        _disable_nagle(res)
     return res  # type: ignore[return-value]
+
+
+def _disable_nagle(res: object) -> bool:
+    """A set followed at once by its readback query is two small writes in a row: with Nagle's
+    algorithm on, the second waits for the instrument's delayed ACK of the first (measured:
+    ~43 ms per set-with-readback on Linux loopback, 0.3 ms without). Try the standard
+    VI_ATTR_TCPIP_NODELAY first; pyvisa-py 0.7 does not route it for SOCKET sessions, so fall
+    back to its session's socket. True if Nagle is off."""
+    import socket
+
+    from pyvisa.constants import ResourceAttribute
+
+    try:
+        res.set_visa_attribute(ResourceAttribute.tcpip_nodelay, True)  # type: ignore[attr-defined]
+        return True
+    except Exception:  # noqa: BLE001 - fall through to the backend's socket
+        pass
+    try:
+        sock = res.visalib.sessions[res.session].interface  # type: ignore[attr-defined]
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return True
+    except Exception:  # noqa: BLE001 - another backend: merely slower
+        pass
+    return False
 
 
 def format_number(value: float) -> str:
