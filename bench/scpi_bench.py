@@ -3,8 +3,8 @@
 For each instrument (the simulated 6221 and 33522B, served by `stimctl sim serve` in a separate
 process, so the simulator does not share this interpreter's GIL) it times two operations:
 
-- status: what `status()` exchanges (output state, amplitude, compliance register on the 6221,
-  error-queue read), and
+- status: what `status()` exchanges (output state, amplitude, the compliance register on the
+  6221, the output-load setting on the 33500B, one error-queue read), and
 - set amplitude with readback: set, read back, drain the error queue.
 
 "raw pyvisa" sends exactly the same lines through one pyvisa resource; "stimctl" is the driver;
@@ -108,8 +108,10 @@ def bench_model(model: str, ops: int, rounds: int) -> list[tuple[str, str, float
             def raw_status() -> None:
                 raw.query("OUTP1?")
                 raw.query("SOUR1:VOLT?")
+                raw.query("OUTP1:LOAD?")
                 raw.query("OUTP2?")
                 raw.query("SOUR2:VOLT?")
+                raw.query("OUTP2:LOAD?")
                 raw.query("SYST:ERR?")
 
             def raw_set() -> None:
@@ -120,8 +122,10 @@ def bench_model(model: str, ops: int, rounds: int) -> list[tuple[str, str, float
             def pym_status() -> None:
                 pym.ch_1.output
                 pym.ch_1.amplitude
+                pym.ch_1.output_load
                 pym.ch_2.output
                 pym.ch_2.amplitude
+                pym.ch_2.output_load
                 pym.check_errors()
 
             def pym_set() -> None:

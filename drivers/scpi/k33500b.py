@@ -151,6 +151,11 @@ class K33500B(ScpiStimulator):
             raise CapabilityError("stop the alternation before configuring a channel")
         sampled = self.sample_config(config)
         with self._guard(changes_output=True, channel=channel):
+            # Clearing arb memory makes a running channel play the built-in arb (a monophasic
+            # ramp) at the present amplitude: never reconfigure under a live output.
+            if self.session.query_bool(f"OUTP{channel}?"):
+                raise CapabilityError(
+                    f"output {channel} is on; switch it off before configuring the channel")
             self._load_arb(channel, f"STIM{channel}", sampled.dac_codes, sampled.sample_rate_hz)
             self._set_amplitude(channel, config.amplitude_ma)
         self._configs[channel] = config
@@ -205,6 +210,11 @@ class K33500B(ScpiStimulator):
         self._check_channel(channel)
         with self._guard(changes_output=True, channel=channel):
             s = self.session
+            if on:
+                # OUTPn:LOAD scales what VOLT means: changed to 50 ohm (front panel, another
+                # client) the same VOLT puts out twice the current. Check before enabling.
+                self._check(f"output {channel} load (ohm)", HIGH_Z,
+                            s.query_float(f"OUTP{channel}:LOAD?"))
             s.write(f"OUTP{channel} {'ON' if on else 'OFF'}")
             state = s.query_bool(f"OUTP{channel}?")
             if state != on:
@@ -331,6 +341,8 @@ class K33500B(ScpiStimulator):
             s = self.session
             # Restart both arbs at their first point together; from here the generator's clock
             # keeps them apart, whatever the delay between the two OUTP commands.
+            for ch in (sched.channel_a, sched.channel_b):
+                self._check(f"output {ch} load (ohm)", HIGH_Z, s.query_float(f"OUTP{ch}:LOAD?"))
             s.write(f"SOUR{sched.channel_a}:FUNC:ARB:SYNC")
             for ch in (sched.channel_a, sched.channel_b):
                 s.write(f"OUTP{ch} ON")
@@ -363,6 +375,7 @@ class K33500B(ScpiStimulator):
             for ch in self._channels():
                 on = s.query_bool(f"OUTP{ch}?")
                 vpp = s.query_float(f"SOUR{ch}:VOLT?")
+                self._check(f"output {ch} load (ohm)", HIGH_Z, s.query_float(f"OUTP{ch}:LOAD?"))
                 chans.append(ChannelStatus(channel=ch, output_on=on,
                                            set_amplitude_ma=self.ma_for(vpp)))
             s.check_errors("status")

@@ -125,6 +125,9 @@ class K6221(ScpiStimulator):
         sampled = self.sample_config(config)
         with self._guard(changes_output=True, channel=channel):
             s = self.session
+            # An armed waveform refuses new data (-221); say so plainly instead.
+            if s.query_bool("OUTP?"):
+                raise CapabilityError("output 1 is on; switch it off before configuring")
             self.upload_arb(sampled.normalized.tolist())
             s.write(f"SOUR:WAVE:FUNC ARB{ARB_SLOT}")
             reply = s.query("SOUR:WAVE:FUNC?").upper()

@@ -60,7 +60,8 @@ PERIOD_CODES = np.array([FULL] * 32 + [-FULL] * 32 + [0] * 192, dtype=np.int16)
 
 def configure(ch: int) -> list[tuple[bytes, bytes | None]]:
     # 8 mA through 5 mA/V is 1.6 V peak, 3.2 Vpp.
-    return arb_load(ch, f"STIM{ch}", PERIOD_CODES, "256000") + volt(ch, "3.2")
+    return ([q(f"OUTP{ch}?", "0")] + arb_load(ch, f"STIM{ch}", PERIOD_CODES, "256000")
+            + volt(ch, "3.2"))
 
 
 async def opened(extra: list[tuple[bytes, bytes | None]], **kw: float
@@ -90,7 +91,8 @@ async def test_configure_sends_dac_block_and_reads_back() -> None:
 
 
 async def test_transconductance_scales_the_voltage() -> None:
-    drv, res = await opened(arb_load(2, "STIM2", PERIOD_CODES, "256000") + volt(2, "1.6"),
+    drv, res = await opened([q("OUTP2?", "0")] + arb_load(2, "STIM2", PERIOD_CODES, "256000")
+                            + volt(2, "1.6"),
                             transconductance_ma_per_v=10.0)
     await drv.configure_channel(2, CONFIG)
     res.assert_done()
@@ -98,9 +100,10 @@ async def test_transconductance_scales_the_voltage() -> None:
 
 async def test_set_amplitude_output_and_status() -> None:
     drv, res = await opened(configure(1) + volt(1, "2") + [
-        w("OUTP1 ON"), q("OUTP1?", "1"), NO_ERROR,
-        q("OUTP1?", "1"), q("SOUR1:VOLT?", "+2.0000E+00"),
-        q("OUTP2?", "0"), q("SOUR2:VOLT?", "+1.0000E-01"), NO_ERROR,
+        q("OUTP1:LOAD?", "+9.9E+37"), w("OUTP1 ON"), q("OUTP1?", "1"), NO_ERROR,
+        q("OUTP1?", "1"), q("SOUR1:VOLT?", "+2.0000E+00"), q("OUTP1:LOAD?", "+9.9E+37"),
+        q("OUTP2?", "0"), q("SOUR2:VOLT?", "+1.0000E-01"), q("OUTP2:LOAD?", "+9.9E+37"),
+        NO_ERROR,
         w("OUTP1 OFF"), q("OUTP1?", "0"), NO_ERROR,
     ])
     await drv.configure_channel(1, CONFIG)
@@ -128,11 +131,30 @@ async def test_readback_mismatch_on_amplitude_is_a_fault_with_all_outputs_off() 
 
 async def test_scpi_error_after_output_on_is_a_fault_with_all_outputs_off() -> None:
     drv, res = await opened([
-        w("OUTP2 ON"), q("OUTP2?", "1"), q("SYST:ERR?", '-221,"Settings conflict"'), NO_ERROR,
+        q("OUTP2:LOAD?", "+9.9E+37"), w("OUTP2 ON"), q("OUTP2?", "1"),
+        q("SYST:ERR?", '-221,"Settings conflict"'), NO_ERROR,
         w("OUTP1 OFF"), w("OUTP2 OFF"),
         q("*OPC?", "1")])
     with pytest.raises(CommandRejected, match="-221"):
         await drv.set_output(2, True)
+    res.assert_done()
+
+
+async def test_a_changed_output_load_setting_blocks_output_on() -> None:
+    faults: list[FaultReport] = []
+    drv, res = await opened([
+        q("OUTP1:LOAD?", "+5.0E+01"), w("OUTP1 OFF"), w("OUTP2 OFF"), q("*OPC?", "1")])
+    drv.add_fault_listener(faults.append)
+    with pytest.raises(ReadbackMismatch, match="load"):
+        await drv.set_output(1, True)
+    assert faults[0].kind is FaultKind.READBACK
+    res.assert_done()
+
+
+async def test_configure_refuses_a_live_output() -> None:
+    drv, res = await opened([q("OUTP1?", "1")])
+    with pytest.raises(CapabilityError, match="switch it off"):
+        await drv.configure_channel(1, CONFIG)
     res.assert_done()
 
 
@@ -171,10 +193,12 @@ async def test_alternation_upload_and_start_are_byte_exact() -> None:
         w("OUTP1 OFF"), w("OUTP2 OFF"),
         *arb_load(1, "ALT1", ALT_A, "64000"), *volt(1, "3.2"),
         *arb_load(2, "ALT2", ALT_B, "64000"), *volt(2, "3.2"),
+        q("OUTP1:LOAD?", "+9.9E+37"), q("OUTP2:LOAD?", "+9.9E+37"),
         w("SOUR1:FUNC:ARB:SYNC"), w("OUTP1 ON"), w("OUTP2 ON"),
         q("OUTP1?", "1"), q("OUTP2?", "1"), NO_ERROR,
-        q("OUTP1?", "1"), q("SOUR1:VOLT?", "+3.2000E+00"),
-        q("OUTP2?", "1"), q("SOUR2:VOLT?", "+3.2000E+00"), NO_ERROR,
+        q("OUTP1?", "1"), q("SOUR1:VOLT?", "+3.2000E+00"), q("OUTP1:LOAD?", "+9.9E+37"),
+        q("OUTP2?", "1"), q("SOUR2:VOLT?", "+3.2000E+00"), q("OUTP2:LOAD?", "+9.9E+37"),
+        NO_ERROR,
         w("OUTP1 OFF"), w("OUTP2 OFF"), q("OUTP1?", "0"), q("OUTP2?", "0"), NO_ERROR,
     ])
     await drv.configure_channel(1, CONFIG)

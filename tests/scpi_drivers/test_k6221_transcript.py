@@ -36,7 +36,7 @@ UPLOAD = [
 ]
 CONFIG = ChannelConfig(Waveform.BIPHASIC_SYMMETRIC, amplitude_ma=5.0, frequency_hz=1000.0,
                        pulse_width_us=125.0)
-CONFIGURE = UPLOAD + [
+CONFIGURE = [q("OUTP?", "0")] + UPLOAD + [
     w("SOUR:WAVE:FUNC ARB0"),
     q("SOUR:WAVE:FUNC?", "ARB0"),
     w("SOUR:WAVE:FREQ 1000"),
