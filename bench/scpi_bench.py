@@ -77,7 +77,7 @@ def bench_model(model: str, ops: int, rounds: int) -> list[tuple[str, str, float
         loop.run_until_complete(drv.configure_channel(1, CONFIG))
         # The driver holds the simulator's only connection slot while open, so the raw and
         # PyMeasure clients borrow the driver's own resource object: same socket, same bytes.
-        raw = drv.session.resource
+        raw: Any = drv.session.resource
         pym = pymeasure_for(model, resource, raw)
 
         if model == "k6221":
@@ -190,7 +190,7 @@ def pymeasure_for(model: str, resource: str, raw: Any) -> Any:
     adapter.connection = raw
     adapter.log = __import__("logging").getLogger("bench")
     adapter.query_delay = 0
-    adapter._preprocess_reply = None  # type: ignore[attr-defined]
+    adapter._preprocess_reply = None
     if model == "k6221":
         from pymeasure.instruments.keithley import Keithley6221
 
