@@ -30,6 +30,7 @@ elsewhere never stops an unrelated pytest run from starting.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -182,7 +183,8 @@ def _report(config: pytest.Config) -> RunReport:
                 "channels": [
                     {"name": c.name, "device": c.device, "output": c.output} for c in rig.channels
                 ],
-                "meter": None if rig.meter is None else rig.meter.resource,
+                "meter": None if rig.meter is None else dataclasses.asdict(rig.meter),
+                "scenario": dataclasses.asdict(rig.scenario),
                 "estop": None if rig.estop is None else rig.estop.port,
             },
             __version__,
