@@ -24,7 +24,8 @@ def test_default_rig_is_all_simulated_and_matches_the_example() -> None:
     rig = default_rig()
     assert rig.all_simulated
     example = load_rig(EXAMPLES / "sim.toml")
-    assert [c.name for c in rig.channels] == [c.name for c in example.channels]
+    for part in ("devices", "channels", "loads", "meter", "estop", "scenario"):
+        assert getattr(rig, part) == getattr(example, part), f"{part} differs from sim.toml"
     assert rig.estop is not None and rig.estop.port == "loop://"
 
 
