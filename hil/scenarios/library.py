@@ -270,7 +270,8 @@ async def antagonist_non_overlap(ctx: ScenarioContext) -> None:
     program = scenario_program(
         ctx, "non-overlap", [s.agonist, s.antagonist], duration_s=duration, pair=True
     )
-    async with ctx.session(program, scenario_profile(ctx, "non-overlap")) as sess:
+    profile = scenario_profile(ctx, "non-overlap")
+    async with ctx.session(program, profile) as sess:
         await sess.arm()
         await sess.start()
         with contextlib.suppress(asyncio.TimeoutError):
@@ -284,8 +285,8 @@ async def antagonist_non_overlap(ctx: ScenarioContext) -> None:
     overlap = sum(max(0.0, min(e1, e2) - max(s1, s2)) for s1, e1 in a for s2, e2 in b)
     res = ctx.monitor.resolution_s
     # The programmed dead time governs the contractions, so it is checked between bursts that
-    # reach half the target; sub-threshold activity (an electrode probe at 2%) is reported on
-    # its own line against nothing but the no-overlap rule above.
+    # reach half the target; any activity at all (an electrode probe at 2% included) must
+    # still keep the profile's minimum gap after a channel switch.
     half = 0.5 * s.amplitude_ma
     burst_gaps = handover_gaps(
         bursts(ctx.monitor.events(s.agonist), end, half),
@@ -309,12 +310,14 @@ async def antagonist_non_overlap(ctx: ScenarioContext) -> None:
         ">=",
         "the dead-time check needs handovers",
     )
+    min_switch_s = float(profile.min_dead_time_s)
     ctx.measure(
         "shortest gap between any activity of the two",
         min(any_gaps) if any_gaps else None,
         "s",
-        None,
-        note="includes sub-threshold probes",
+        min_switch_s - res - 1e-9,
+        ">=",
+        f"probes included; the profile's minimum after a channel switch is {min_switch_s:g} s",
     )
     ctx.measure("session end state", None, "", None, note=end_state)
 
