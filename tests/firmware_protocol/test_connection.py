@@ -222,3 +222,10 @@ def test_largest_hello_reply_fits_a_frame() -> None:
     )
     _, wire = Connection(Role.DEVICE).send(reply)
     assert Connection(Role.HOST).receive_data(wire) == [Received(0, reply)]
+
+
+def test_receive_accepts_bytearray_and_memoryview_chunks() -> None:
+    _, wire = Connection(Role.HOST).send(SetAmplitude(2, 700))
+    device = Connection(Role.DEVICE)
+    events = device.receive_data(bytearray(wire[:5])) + device.receive_data(memoryview(wire)[5:])
+    assert events == [Received(0, SetAmplitude(2, 700))]
