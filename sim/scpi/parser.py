@@ -108,8 +108,8 @@ def describe(param: Param) -> str:
 
 
 _WS = b" \t\r"
-_NUMBER = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_EXPONENT = re.compile(rb"[ \t]*[eE][ \t]*[+-]?\d+")
+_DECIMAL = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)([ \t]*[eE][ \t]*[+-]?\d+)?")
+_INF = float("inf")
 _SUFFIX = re.compile(rb"[ \t]*([A-Za-z][A-Za-z0-9/]*)")
 _NONDECIMAL = {b"H": (16, b"0123456789ABCDEFabcdef"), b"Q": (8, b"01234567"), b"B": (2, b"01")}
 
@@ -253,33 +253,32 @@ def _parse_hash(cur: _Cursor) -> Param:
 
 
 def _parse_number(cur: _Cursor) -> NumericParam:
-    m = _NUMBER.match(cur.data, cur.pos)
+    data = cur.data
+    m = _DECIMAL.match(data, cur.pos)
     if m is None:
         raise ScpiError(-120, "a sign or decimal point must be followed by digits")
     end = m.end()
-    e = _EXPONENT.match(cur.data, end)
-    if e is not None:
-        end = e.end()
-    elif end < len(cur.data) and cur.data[end] in b"eE":
+    if m.group(1) is None and end < len(data) and data[end] in b"eE":
         # "1e" or "1e+" with no exponent digits: a malformed number, not a unit "E".
-        after = cur.data[end + 1 : end + 2]
+        after = data[end + 1 : end + 2]
         if not after or after in b"+-" or after in b" \t,;":
-            raise ScpiError(
-                -120, f"exponent without digits in {cur.data[cur.pos:end + 1].decode('ascii')!r}"
-            )
-    text = cur.data[cur.pos : end].decode("ascii")
-    value = float(re.sub(r"\s", "", text))
-    if value in (float("inf"), float("-inf")):
+            text = data[cur.pos : end + 1].decode("ascii")
+            raise ScpiError(-120, f"exponent without digits in {text!r}")
+    raw = m.group(0)
+    text = raw.decode("ascii")
+    value = float(text if b" " not in raw and b"\t" not in raw else re.sub(r"\s", "", text))
+    if value in (_INF, -_INF):
         raise ScpiError(-123, f"{text} is beyond the range of a number")
     cur.pos = end
     suffix = ""
-    s = _SUFFIX.match(cur.data, cur.pos)
-    if s is not None:
-        suffix = s.group(1).decode("ascii").upper()
-        cur.pos = s.end()
-    c = cur.peek()
-    if c is not None and c not in _WS and c not in (44, 59):
-        raise ScpiError(-120, f"unexpected {_char(c)!r} after the number {text}")
+    if end < len(data) and data[end] not in b",;":
+        s = _SUFFIX.match(data, end)
+        if s is not None:
+            suffix = s.group(1).decode("ascii").upper()
+            cur.pos = s.end()
+        c = cur.peek()
+        if c is not None and c not in _WS and c not in (44, 59):
+            raise ScpiError(-120, f"unexpected {_char(c)!r} after the number {text}")
     return NumericParam(value, suffix, text + (suffix and " " + suffix))
 
 
