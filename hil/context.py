@@ -299,13 +299,17 @@ class ScenarioContext:
         return ScpiInstrument(url, **kwargs)
 
     @contextlib.asynccontextmanager
-    async def session(self, program: Any, profile: Any) -> AsyncIterator[ControllerUnderTest]:
+    async def session(
+        self, program: Any, profile: Any, *, software_alternation: bool = False
+    ) -> AsyncIterator[ControllerUnderTest]:
         """A connected controller session over fresh drivers to the rig's devices."""
         names = {c.device for c in program.channels}
         stims = {name: self._make_stimulator(self.rig.device(name)) for name in sorted(names)}
         self.stimulators = stims
         log_path = self.workdir / f"audit-{len(self._sessions)}.jsonl"
-        async with self._session_factory(program, stims, profile, log_path) as s:
+        async with self._session_factory(
+            program, stims, profile, log_path, software_alternation=software_alternation
+        ) as s:
             for name, stim in stims.items():
                 with contextlib.suppress(Exception):
                     ident = stim.capabilities.identity

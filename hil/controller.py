@@ -48,6 +48,7 @@ class SessionFactory(Protocol):
         devices: Mapping[str, Stimulator],
         profile: Profile,
         log_path: Path,
+        software_alternation: bool = False,
     ) -> contextlib.AbstractAsyncContextManager[ControllerUnderTest]: ...
 
 
@@ -57,11 +58,14 @@ async def real_session(
     devices: Mapping[str, Stimulator],
     profile: Profile,
     log_path: Path,
+    software_alternation: bool = False,
 ) -> AsyncIterator[ControllerUnderTest]:
     """The production controller: controller.api.open_session over the rig's drivers. The
     screening is confirmed (a rig has a dummy load, not a subject) and no session history is
-    kept, so the rest-period check never blocks a test run."""
+    kept, so the rest-period check never blocks a test run. software_alternation forces the
+    controller's break-before-make even where the device could alternate by itself."""
     from controller.api import open_session
+    from controller.session import SessionOptions
 
     async with open_session(
         program,
@@ -71,6 +75,7 @@ async def real_session(
         subject=None,
         confirm=True,
         history=False,
+        options=SessionOptions(software_alternation=software_alternation),
     ) as session:
         yield session
 

@@ -261,7 +261,18 @@ async def start_ramp(ctx: ScenarioContext) -> None:
 
 async def antagonist_non_overlap(ctx: ScenarioContext) -> None:
     """An antagonist pair alternates: never both on (ramps included), with at least the
-    programmed dead time at every handover."""
+    programmed dead time at every handover. The controller picks how (the device's own timer
+    where it has one)."""
+    await _non_overlap(ctx, software=False)
+
+
+async def antagonist_non_overlap_software(ctx: ScenarioContext) -> None:
+    """The same with the controller's software break-before-make forced, as on devices that
+    cannot alternate by themselves (two 6221s)."""
+    await _non_overlap(ctx, software=True)
+
+
+async def _non_overlap(ctx: ScenarioContext, software: bool) -> None:
     s = ctx.settings
     if s.antagonist not in ctx.monitor.channels() or s.agonist not in ctx.monitor.channels():
         raise ScenarioSkipped("the monitor must watch both channels of the pair")
@@ -271,7 +282,7 @@ async def antagonist_non_overlap(ctx: ScenarioContext) -> None:
         ctx, "non-overlap", [s.agonist, s.antagonist], duration_s=duration, pair=True
     )
     profile = scenario_profile(ctx, "non-overlap")
-    async with ctx.session(program, profile) as sess:
+    async with ctx.session(program, profile, software_alternation=software) as sess:
         await sess.arm()
         await sess.start()
         with contextlib.suppress(asyncio.TimeoutError):
@@ -284,40 +295,31 @@ async def antagonist_non_overlap(ctx: ScenarioContext) -> None:
     b = intervals(ctx.monitor.events(s.antagonist), end)
     overlap = sum(max(0.0, min(e1, e2) - max(s1, s2)) for s1, e1 in a for s2, e2 in b)
     res = ctx.monitor.resolution_s
-    # The programmed dead time governs the contractions, so it is checked between bursts that
-    # reach half the target; any activity at all (an electrode probe at 2% included) must
-    # still keep the profile's minimum gap after a channel switch.
+    # Every handover counts, an electrode probe at 2% included: the dead time is about when
+    # current flows, not about how strong it is. Handovers between bursts that reach half the
+    # target are counted on their own, so a run that never really alternated cannot pass.
     half = 0.5 * s.amplitude_ma
-    burst_gaps = handover_gaps(
+    contraction_gaps = handover_gaps(
         bursts(ctx.monitor.events(s.agonist), end, half),
         bursts(ctx.monitor.events(s.antagonist), end, half),
     )
     any_gaps = handover_gaps(a, b)
     ctx.measure("overlap of the pair", overlap, "s", 0.0 + res, "<=")
     ctx.measure(
-        "shortest dead time between contractions",
-        min(burst_gaps) if burst_gaps else None,
+        "shortest dead time at a handover",
+        min(any_gaps) if any_gaps else None,
         "s",
         s.dead_time_s - res - 1e-6,
         ">=",
-        f"programmed {s.dead_time_s:g} s",
+        f"programmed {s.dead_time_s:g} s; probes included",
     )
     ctx.measure(
         "contraction handovers seen",
-        float(len(burst_gaps)),
+        float(len(contraction_gaps)),
         "count",
         2.0,
         ">=",
-        "the dead-time check needs handovers",
-    )
-    min_switch_s = float(profile.min_dead_time_s)
-    ctx.measure(
-        "shortest gap between any activity of the two",
-        min(any_gaps) if any_gaps else None,
-        "s",
-        min_switch_s - res - 1e-9,
-        ">=",
-        f"probes included; the profile's minimum after a channel switch is {min_switch_s:g} s",
+        "the dead-time check needs real handovers",
     )
     ctx.measure("session end state", None, "", None, note=end_state)
 
@@ -572,6 +574,11 @@ SCENARIOS: dict[str, ScenarioInfo] = {
         ScenarioInfo("over_limit_refusal", over_limit_refusal, ()),
         ScenarioInfo("start_ramp", start_ramp, ()),
         ScenarioInfo("antagonist_non_overlap", antagonist_non_overlap, ("pair", "monitor_pair")),
+        ScenarioInfo(
+            "antagonist_non_overlap_software",
+            antagonist_non_overlap_software,
+            ("pair", "monitor_pair"),
+        ),
         ScenarioInfo("session_time_limit", session_time_limit, ()),
         ScenarioInfo("comms_loss", comms_loss, ("watchdog", "link_fault")),
         ScenarioInfo("lead_off", lead_off, ("lead_off_fault",)),

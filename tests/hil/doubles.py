@@ -135,7 +135,11 @@ class UnguardedController:
 def unguarded_factory(flaws: Flaws = Flaws()) -> Any:
     @contextlib.asynccontextmanager
     async def factory(
-        program: Any, devices: Mapping[str, Stimulator], profile: Any, log_path: Path
+        program: Any,
+        devices: Mapping[str, Stimulator],
+        profile: Any,
+        log_path: Path,
+        software_alternation: bool = False,
     ) -> AsyncIterator[UnguardedController]:
         ctl = UnguardedController(program, devices, flaws)
         await ctl.open()

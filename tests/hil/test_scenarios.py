@@ -57,6 +57,13 @@ BROKEN: list[tuple[str, str, dict[str, Any], Any, str]] = [
         Flaws(),
         "overlap of the pair",
     ),
+    (
+        "antagonist_non_overlap_software",
+        "controller that runs the pair together",
+        {},
+        Flaws(),
+        "overlap of the pair",
+    ),
     ("session_time_limit", "controller without a session timer", {}, Flaws(), "stimulation time"),
     (
         "comms_loss",
