@@ -228,7 +228,32 @@ class ScenarioContext:
         for s in list(self._sessions):
             await s.emergency_stop(f"e-stop input: {event.reason}")
 
+    async def _final_all_off(self) -> None:
+        """Belt and braces for real devices: whatever the controller under test did (or a
+        crash left), open each real device afresh and switch every output off."""
+        for dev in self.rig.devices:
+            if dev.simulated:
+                continue
+            stim = self._make_stimulator(dev)
+            try:
+                await asyncio.wait_for(stim.open(), 10.0)
+                await asyncio.wait_for(stim.all_outputs_off(), 10.0)
+            except Exception as exc:  # noqa: BLE001 - reported; the operator must act
+                self.record.message += (
+                    f"\nWARNING: final all-off of device {dev.name!r} ({dev.resource}) failed: "
+                    f"{exc!r}. Check the bench by hand and switch it off."
+                )
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stim.close(), 10.0)
+
     async def _close(self) -> None:
+        try:
+            await self._final_all_off()
+        finally:
+            await self._close_parts()
+
+    async def _close_parts(self) -> None:
         if self.estop is not None:
             with contextlib.suppress(Exception):
                 await self.estop.aclose()

@@ -117,6 +117,7 @@ def test_start_ramp_on_the_bench_path(bench) -> None:  # type: ignore[no-untyped
     peak = next(m for m in rec.measurements if m.name == "peak / target")
     assert peak.value == pytest.approx(100.0, rel=0.02), "RMS reading converted back to peak"
     assert "CONF:VOLT:AC" in dmm.commands and "READ?" in dmm.commands
+    assert "WARNING" not in rec.message, "the final all-off on the real device worked"
 
 
 def test_fault_scenarios_skip_without_an_operator(bench) -> None:  # type: ignore[no-untyped-def]
