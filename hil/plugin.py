@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -244,18 +245,27 @@ def hil_run(
         doc = (scenario.__doc__ or "").strip().splitlines()
         record.title = f"{getattr(scenario, '__name__', 'scenario')}: {doc[0] if doc else ''}"
         identities: dict[str, dict[str, Any]] = {}
+        workdir = tmp_path
+        out_dir = request.config.getoption("--hil-report")
+        if out_dir:
+            # Keep each scenario's audit logs next to the report: they are the controller's
+            # own account of what it did, to read beside the measured figures.
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name).strip("_")
+            workdir = Path(out_dir) / "audit" / safe
+            workdir.mkdir(parents=True, exist_ok=True)
         try:
             run_scenario(
                 rig,
                 scenario,
                 record=record,
-                workdir=tmp_path,
+                workdir=workdir,
                 interactive=interactive,
                 identities=identities,
             )
         except (ScenarioSkipped, FaultUnavailable) as exc:
             pytest.skip(str(exc))
         finally:
+            record.audit_logs = sorted(str(p) for p in workdir.glob("audit-*.jsonl"))
             for name, ident in identities.items():
                 report.add_device(name, ident)
             for m in record.measurements:

@@ -94,6 +94,8 @@ class ScenarioRecord:
     markers: list[tuple[float, str]] = field(default_factory=list)
     """(time, label) points worth marking on the plot: the fault injected, the stop pressed."""
     message: str = ""
+    audit_logs: list[str] = field(default_factory=list)
+    """The controller's audit logs of this scenario (kept when a report directory is given)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +107,7 @@ class ScenarioRecord:
             "measurements": [asdict(m) for m in self.measurements],
             "markers": [{"t_s": t, "label": label} for t, label in self.markers],
             "message": self.message,
+            "audit_logs": self.audit_logs,
             "trace": {
                 s.name: [[e.t_s, e.amplitude_ma if e.active else 0.0] for e in s.events]
                 for s in self.series

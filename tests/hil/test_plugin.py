@@ -68,7 +68,7 @@ def test_packaged_scenarios_with_junit_and_report(tmp_path: Path) -> None:
             "*stimctl HIL figures (rig one-channel-sim)*",
             "*peak delivered current = 0 mA*PASS*",
             "*rig cannot run this: pair: the rig names no antagonist*",
-            "*1 passed, 1 skipped*",
+            "*1 passed, 2 skipped*",
         ],
     )
     cases = ET.parse(junit).getroot().iter("testcase")
@@ -78,8 +78,14 @@ def test_packaged_scenarios_with_junit_and_report(tmp_path: Path) -> None:
     assert data["rig"]["name"] == "one-channel-sim"
     assert data["devices"]["main"]["firmware_version"]
     outcomes = {s["nodeid"].split("[")[-1]: s["outcome"] for s in data["scenarios"]}
-    assert outcomes == {"over_limit_refusal]": "passed", "antagonist_non_overlap]": "skipped"}
+    assert outcomes == {
+        "over_limit_refusal]": "passed",
+        "antagonist_non_overlap]": "skipped",
+        "antagonist_non_overlap_software]": "skipped",
+    }
     assert "peak delivered current" in (out / "hil-report.html").read_text()
+    logs = [Path(p) for s in data["scenarios"] for p in s["audit_logs"]]
+    assert logs and all(p.exists() and p.is_relative_to(out) for p in logs)
 
 
 def test_bad_rig_is_a_usage_error(tmp_path: Path) -> None:
