@@ -7,6 +7,8 @@ same code through real models and sockets.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.scpi.clock import ManualClock
 from sim.scpi.errors import ErrorQueue, ScpiError
@@ -498,3 +500,18 @@ def test_malformed_lines_never_raise(bench: Bench) -> None:
     session.feed(b"*OPC?\n")
     assert wire.sent == [b"1\n"]
     assert len(errors(bench)) == 6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=8))
+def test_any_byte_stream_is_absorbed_without_raising(chunks: list[bytes]) -> None:
+    inst = Bench(clock=ManualClock())
+    wire = Wire()
+    session = ScpiSession(inst, wire.write, wire.can_write, max_message_bytes=256)
+    for chunk in chunks:
+        session.feed(chunk)
+    assert len(inst.errors) <= inst.errors.capacity
+    # The instrument still serves the next connection (a half-sent block may hold this one).
+    fresh = Wire()
+    ScpiSession(inst, fresh.write, fresh.can_write).feed(b"*OPC?\n")
+    assert fresh.sent == [b"1\n"]
