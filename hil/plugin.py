@@ -242,8 +242,8 @@ def hil_run(
     interactive = _interactive(request.config)
 
     def _run(scenario: Callable[[Any], Awaitable[None]]) -> ScenarioRecord:
-        doc = (scenario.__doc__ or "").strip().splitlines()
-        record.title = f"{getattr(scenario, '__name__', 'scenario')}: {doc[0] if doc else ''}"
+        summary = " ".join((scenario.__doc__ or "").strip().split("\n\n")[0].split())
+        record.title = f"{getattr(scenario, '__name__', 'scenario')}: {summary}"
         identities: dict[str, dict[str, Any]] = {}
         workdir = tmp_path
         out_dir = request.config.getoption("--hil-report")
