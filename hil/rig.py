@@ -532,6 +532,13 @@ def parse_rig(data: Mapping[str, Any], source: str = "<rig>") -> Rig:
         et.finish(_ESTOP_KEYS)
 
     scenario = _parse_scenario(top.table("scenario"), channels)
+    if meter is not None and meter.channel != scenario.agonist:
+        raise RigError(
+            source,
+            "meter.channel",
+            f"is {meter.channel!r}, but the scenarios drive and watch the agonist "
+            f"{scenario.agonist!r}: point the meter at it, or set [scenario] agonist",
+        )
     top.finish(_TOP_KEYS)
     return Rig(
         name=name,

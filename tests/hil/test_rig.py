@@ -86,6 +86,8 @@ def test_estop_line_and_meter_channel_are_checked() -> None:
     d = _data()
     d["meter"] = {"kind": "dmm", "resource": "X::INSTR", "channel": "quads", "shunt_ohm": 10}
     assert _error(d).key == "meter.channel"
+    d["meter"]["channel"] = "triceps"
+    assert "the scenarios drive and watch the agonist 'biceps'" in str(_error(d))
 
 
 def test_scenario_pair_must_differ_and_ramps_must_fit() -> None:
