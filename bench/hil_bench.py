@@ -25,7 +25,7 @@ from hil.scenarios.library import SCENARIOS
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def scenario_walltimes(rounds: int) -> None:
@@ -40,7 +40,9 @@ def scenario_walltimes(rounds: int) -> None:
             t0 = time.perf_counter()
             rec = run_scenario(rig, info.run)
             figures.setdefault(name, []).append(f"{time.perf_counter() - t0:.3f}")
-            figures[name + ":figures"] = [m.describe() for m in rec.measurements if m.limit is not None]
+            figures[name + ":figures"] = [
+                m.describe() for m in rec.measurements if m.limit is not None
+            ]
         total.append(time.perf_counter() - t_all)
     for name in SCENARIOS:
         times = [float(x) for x in figures[name]]
