@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers.base import ChannelConfig, Waveform  # noqa: E402
-from drivers.serial_board import SerialBoard  # noqa: E402
-from sim.board import BoardConfig, BoardThread  # noqa: E402
-from sim.trace import TraceEvent, all_off_at, load_trace  # noqa: E402
+from drivers.base import ChannelConfig, Waveform
+from drivers.serial_board import SerialBoard
+from sim.board import BoardConfig, BoardThread
+from sim.trace import TraceEvent, all_off_at, load_trace
 
 CONFIG = ChannelConfig(Waveform.BIPHASIC_SYMMETRIC, 5.0, 50.0, 200.0)
 
