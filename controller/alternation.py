@@ -87,7 +87,7 @@ class SoftwareAlternation:
         p = self._pair
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        target = self._gate.spec(name).config.amplitude_ma
+        target = self._gate.target_ma(name)
         other = p.antagonist if name == p.agonist else p.agonist
         self._on_phase(other, "dead time" if name == p.antagonist else "waiting")
         self._on_phase(name, "ramping up")

@@ -72,6 +72,9 @@ class Gate:
         # True/False: confirmed by the device. None: unknown, which counts as on.
         self._on: dict[str, bool | None] = {name: False for name in self._specs}
         self._setpoint_ma: dict[str, float] = {name: 0.0 for name in self._specs}
+        self._target_ma: dict[str, float] = {
+            name: spec.config.amplitude_ma for name, spec in self._specs.items()
+        }
         self._configured: set[str] = set()
         self._hw_alternating: set[str] = set()
         # Bumped by every command that may change a channel's output, so a status read can
@@ -147,6 +150,18 @@ class Gate:
 
     def setpoint_ma(self, name: str) -> float:
         return self._setpoint_ma[name]
+
+    def target_ma(self, name: str) -> float:
+        """The plateau a channel ramps to: the program's amplitude until the operator adjusts
+        it live (through `set_target`, which the interlock checks)."""
+        return self._target_ma[name]
+
+    def set_target(self, name: str, amplitude_ma: float) -> None:
+        spec = self.spec(name)
+        if amplitude_ma > 0:
+            self._refuse_if_latched(f"set the target of {name!r}")
+        self._check_amplitude(spec, amplitude_ma)
+        self._target_ma[name] = amplitude_ma
 
     def channels_on(self) -> list[str]:
         """Channels that are, or may be, on."""

@@ -38,6 +38,9 @@ from drivers.errors import DeviceError, NotSupported
 ConfirmFn = Callable[[tuple[str, ...]], "bool | Awaitable[bool]"]
 Observer = Callable[["SessionEvent"], None]
 
+ADJUST_RAMP_S = 0.5
+"""A live amplitude change on a running channel is ramped over this long, never a jump."""
+
 MAX_PROBE_LOAD_OHM = 20_000.0
 """Above this a probe reads as poor electrode contact (a pad on skin is a few kohm at most)."""
 
@@ -218,7 +221,7 @@ class Session:
             views.append(ChannelView(
                 name=spec.name, device=spec.device, output=spec.output,
                 phase=self._phase[spec.name], setpoint_ma=self._gate.setpoint_ma(spec.name),
-                target_ma=spec.config.amplitude_ma,
+                target_ma=self._gate.target_ma(spec.name),
                 output_on=None if ch is None else ch.output_on,
                 measured_ma=None if ch is None else ch.measured_amplitude_ma,
                 compliance=False if ch is None else ch.compliance,
@@ -352,6 +355,32 @@ class Session:
             self._machine.fire("resume")
             self._runner = self._loop.create_task(self._run(), name="session-runner")
 
+    async def adjust(self, channel: str, amplitude_ma: float) -> None:
+        """Change a channel's plateau amplitude live (the operator's knob). The interlock
+        checks the new value first (`InterlockRefused`, nothing changed, if it fails). A
+        running single channel ramps to it over ADJUST_RAMP_S; a pair takes it for its next
+        contraction (software) or at once on the device's plateau (hardware)."""
+        async with self._transition_lock:
+            if self.state not in (State.RAMPING_UP, State.STIMULATING, State.PAUSED,
+                                  State.ARMED, State.IDLE):
+                raise InterlockRefused(f"cannot adjust {channel!r} while {self.state.value}")
+            previous = self._gate.target_ma(channel)
+            self._gate.set_target(channel, amplitude_ma)
+            self._log("adjust", durable=True, channel=channel, from_ma=previous,
+                      to_ma=amplitude_ma)
+            if self.state is not State.STIMULATING:
+                return
+            try:
+                if self._gate.hw_alternating(channel):
+                    await self._gate.set_amplitude(channel, amplitude_ma)
+                elif self._program.pair_of(channel) is None and \
+                        self._gate.confirmed_on(channel):
+                    await self._ramp(channel, self._gate.setpoint_ma(channel), amplitude_ma,
+                                     ADJUST_RAMP_S)
+            except DeviceError as exc:
+                await self._do_fault(f"adjusting {channel!r}: {exc}", _kind_of(exc),
+                                     channel=channel)
+
     async def emergency_stop(self, reason: str = "operator") -> None:
         """Every output of every device off at once and latched. Never refused."""
         self._gate.latch(f"emergency stop: {reason}")
@@ -445,7 +474,7 @@ class Session:
         for spec in singles:
             await self._gate.set_output(spec.name, True)
             self._set_phase(spec.name, "ramping up")
-        await asyncio.gather(*(self._ramp(s.name, 0.0, s.config.amplitude_ma, s.ramp_up_s)
+        await asyncio.gather(*(self._ramp(s.name, 0.0, self._gate.target_ma(s.name), s.ramp_up_s)
                                for s in singles))
         for spec in singles:
             self._set_phase(spec.name, "on")
@@ -458,7 +487,7 @@ class Session:
                     and a.device == b.device)
         if hardware:
             for spec in (a, b):
-                await self._gate.configure(spec.name, spec.config.amplitude_ma)
+                await self._gate.configure(spec.name, self._gate.target_ma(spec.name))
             schedule = await self._gate.program_alternation(pair)
             await self._gate.start_alternation(pair)
             self._hw_pairs.append(pair)
