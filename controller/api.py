@@ -132,9 +132,9 @@ async def open_session(
     finally:
         try:
             if not holder:
-                for dev in opened.devices.values():
+                for stim in opened.devices.values():
                     with contextlib.suppress(Exception):
-                        await dev.close()
+                        await stim.close()
         finally:
             opened.stop_simulators()
             with contextlib.suppress(Exception):

@@ -121,26 +121,27 @@ def _from_log(path: Path) -> PlotData:
             pairs = [(a, b) for a, b in rec.get("pairs", [])]
             title = f"{path.name}: {rec.get('program', '')}"
         elif ev == "command":
-            what, target, value = rec.get("what"), rec.get("target"), rec.get("value", 0.0)
+            what, value = rec.get("what"), rec.get("value", 0.0)
+            target = str(rec.get("target"))
             if what == "amplitude":
                 amp[target] = float(value)
             elif what == "output":
                 on[target] = bool(value)
             elif what == "all_off":
-                for name in devices.get(str(target), []):
+                for name in devices.get(target, []):
                     on[name] = False
-            for name in data:
-                level = amp.get(name, 0.0) if on.get(name, False) else 0.0
-                if not data[name] or data[name][-1][1] != level:
-                    data[name].append((float(t), level))
+            for key in data:
+                level = amp.get(key, 0.0) if on.get(key, False) else 0.0
+                if not data[key] or data[key][-1][1] != level:
+                    data[key].append((float(t), level))
         elif ev == "alternation_started" and rec.get("mode") == "hardware":
             # The device times the cycle itself; the log can only show its plateau.
-            for name in (rec.get("agonist"), rec.get("antagonist")):
-                if isinstance(name, str) and name in data:
-                    on[name] = True
-                    level = amp.get(name, 0.0)
-                    if not data[name] or data[name][-1][1] != level:
-                        data[name].append((float(t), level))
+            for member in (rec.get("agonist"), rec.get("antagonist")):
+                if isinstance(member, str) and member in data:
+                    on[member] = True
+                    level = amp.get(member, 0.0)
+                    if not data[member] or data[member][-1][1] != level:
+                        data[member].append((float(t), level))
             hw_note = " - hardware-alternated pairs show their plateau; see the trace"
         elif ev in ("fault", "emergency_stop"):
             faults.append((float(t), str(rec.get("reason", ev))))
