@@ -112,6 +112,8 @@ class SerialBoard(Stimulator):
     async def open(self) -> Capabilities:
         if self._caps is not None and self._link is not None and self._link.is_open:
             return self._caps
+        if self._link is not None:
+            self._release()  # a link that failed earlier: drop its port before opening anew
         self._closing = False
         self._reset_seen = False
         self._conn = Connection(Role.HOST)

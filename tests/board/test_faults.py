@@ -194,6 +194,13 @@ def test_reset_after_loses_state_and_needs_a_new_hello() -> None:
             assert not rig.board.greeted and not rig.board.fault_latched
             with pytest.raises(CommandRejected, match="restarted"):
                 await rig.driver.set_output(1, True)
+            # As the error says: close and open again, then configure from scratch.
+            await rig.driver.close()
+            await rig.driver.open()
+            assert rig.board.greeted and rig.board.set_amplitudes_ua[1] == 0
+            await rig.driver.configure_channel(1, CFG_10MA)
+            await rig.driver.set_output(1, True)
+            assert rig.board.output_states[1]
 
     run_virtual(main())
 
