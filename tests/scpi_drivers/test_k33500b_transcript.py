@@ -64,10 +64,12 @@ def configure(ch: int) -> list[tuple[bytes, bytes | None]]:
             + volt(ch, "3.2"))
 
 
-async def opened(extra: list[tuple[bytes, bytes | None]], **kw: float
+async def opened(extra: list[tuple[bytes, bytes | None]], *,
+                 transconductance_ma_per_v: float = 5.0, stage_compliance_v: float = 60.0
                  ) -> tuple[K33500B, TranscriptResource]:
     res = TranscriptResource(OPEN + extra)
-    drv = K33500B(res, **kw)
+    drv = K33500B(res, transconductance_ma_per_v=transconductance_ma_per_v,
+                  stage_compliance_v=stage_compliance_v)
     caps = await drv.open()
     assert caps.hardware_alternation and len(caps.channels) == 2
     assert caps.watchdog_timeout_s is None

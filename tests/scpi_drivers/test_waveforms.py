@@ -20,7 +20,7 @@ GEN = MODELS["33522B"].arb
 def cfg(w: Waveform, **kw: float) -> ChannelConfig:
     base: dict[str, float] = dict(amplitude_ma=10.0, frequency_hz=50.0, pulse_width_us=250.0)
     base.update(kw)
-    return ChannelConfig(w, **base)  # type: ignore[arg-type]
+    return ChannelConfig(w, **base)
 
 
 def test_biphasic_symmetric_charge_is_amplitude_times_width() -> None:
