@@ -70,6 +70,10 @@ class ScpiStimulator(Stimulator):
         return r if isinstance(r, str) else type(r).__name__
 
     @property
+    def is_open(self) -> bool:
+        return self._session is not None and not self._session.closed
+
+    @property
     def session(self) -> ScpiSession:
         if self._session is None or self._session.closed:
             raise ConnectionLost(f"{self.resource_name} is not open; call open() first")

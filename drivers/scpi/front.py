@@ -61,8 +61,10 @@ class ScpiInstrument(Stimulator):
         return self._driver
 
     async def open(self) -> Capabilities:
-        if self._driver is not None:
+        if self._driver is not None and self._driver.is_open:
             return await self._driver.open()
+        # First open, or after close(): identify again, the instrument may have changed.
+        self._driver = None
         if isinstance(self._resource, str):
             res = open_resource(self._resource, backend=self._backend, timeout_s=self._timeout_s)
             name = self._resource

@@ -104,10 +104,15 @@ async def test_generator_delivers_milliamps_through_the_stage(k33500b: ScpiServe
     assert nothing_active(k33500b.trace.events)
 
 
-async def test_factory_identifies_the_6221(k6221: ScpiServerThread) -> None:
+async def test_factory_identifies_the_6221_and_reopens_after_close(
+        k6221: ScpiServerThread) -> None:
     drv = open_stimulator(resource(k6221), timeout_s=TIMEOUT_S)
     caps = await drv.open()
     assert caps.identity.model == "6221" and not caps.hardware_alternation
+    await drv.close()
+    await drv.close()  # twice is fine
+    assert (await drv.open()).identity.model == "6221"
+    await drv.set_output(1, False)
     await drv.close()
 
 
