@@ -4,8 +4,9 @@ The rig puts an isolated voltage-to-current stage after each channel; its transc
 (mA per V) and compliance voltage come from the rig and are constructor arguments. The driver
 works in milliamps and converts: peak volts = amplitude_ma / transconductance_ma_per_v.
 
-Every waveform, pulse trains included, plays as an arbitrary waveform: one period sampled by
-drivers.waveforms, sent as 16-bit DAC codes in a binary block (SOURn:DATA:ARB:DAC, little-endian
+A monophasic train plays as the generator's own pulse function (FUNC PULS, FREQ,
+FUNC:PULS:WIDT, VOLT:LOW 0 and VOLT:HIGH the peak). Every other shape plays as an arbitrary
+waveform (the built-in pulse has no second phase): one period sampled by drivers.waveforms, sent as 16-bit DAC codes in a binary block (SOURn:DATA:ARB:DAC, little-endian
 after FORM:BORD SWAP), played at a sample rate chosen for it. The generator maps the codes
 -32767..32767 to -Vpp/2..+Vpp/2, so SOURn:VOLT = 2 x peak volts. The output load is set to
 High-Z (OUTPn:LOAD INF): the stage input is high impedance, and with the 50 ohm setting the
@@ -66,6 +67,7 @@ class K33500B(ScpiStimulator):
         self._sampled: dict[int, waveforms.SampledWaveform] = {}
         self._alternation: AlternationSchedule | None = None
         self._alternation_running = False
+        self._pulse_channels: set[int] = set()
 
     # ---- setup ------------------------------------------------------------------------------
 
@@ -89,6 +91,7 @@ class K33500B(ScpiStimulator):
             self._check(f"output {ch} load (ohm)", HIGH_Z, s.query_float(f"OUTP{ch}:LOAD?"))
         s.check_errors("setup")
         self._alternation_running = False
+        self._pulse_channels.clear()
 
     def _abs_tolerance(self, what: str) -> float:
         return self.spec.abs_resolution if "(V" in what else 0.0
@@ -156,14 +159,39 @@ class K33500B(ScpiStimulator):
             if self.session.query_bool(f"OUTP{channel}?"):
                 raise CapabilityError(
                     f"output {channel} is on; switch it off before configuring the channel")
-            self._load_arb(channel, f"STIM{channel}", sampled.dac_codes, sampled.sample_rate_hz)
+            if config.waveform is Waveform.MONOPHASIC:
+                self._configure_pulse(channel, config)
+            else:
+                self._load_arb(channel, f"STIM{channel}", sampled.dac_codes,
+                               sampled.sample_rate_hz)
             self._set_amplitude(channel, config.amplitude_ma)
         self._configs[channel] = config
         self._sampled[channel] = sampled
         self._alternation = None
 
+    def _configure_pulse(self, ch: int, config: ChannelConfig) -> None:
+        """A monophasic train is the generator's own pulse function: exact edges, no samples.
+        Levels go from 0 V (VOLT:LOW) to the peak (VOLT:HIGH), set by _set_amplitude."""
+        s = self.session
+        width_s = config.pulse_width_us * 1e-6
+        s.write(f"SOUR{ch}:FUNC PULS")
+        s.write(f"SOUR{ch}:FREQ {format_number(config.frequency_hz)}")
+        s.write(f"SOUR{ch}:FUNC:PULS:WIDT {format_number(width_s)}")
+        s.write(f"SOUR{ch}:VOLT:LOW 0")
+        s.check_errors(f"pulse setup on channel {ch}")
+        func = s.query(f"SOUR{ch}:FUNC?").upper()
+        if func != "PULS":
+            raise ReadbackMismatch(f"channel {ch} function", "PULS", func)
+        self._check(f"channel {ch} frequency (Hz)", config.frequency_hz,
+                    s.query_float(f"SOUR{ch}:FREQ?"))
+        self._check(f"channel {ch} pulse width (s)", width_s,
+                    s.query_float(f"SOUR{ch}:FUNC:PULS:WIDT?"))
+        self._check(f"channel {ch} low level (V)", 0.0, s.query_float(f"SOUR{ch}:VOLT:LOW?"))
+        self._pulse_channels.add(ch)
+
     def _load_arb(self, ch: int, name: str, codes: np.ndarray, sample_rate_hz: float) -> None:
         """Clear the channel's volatile arb memory, send the codes, select and play them."""
+        self._pulse_channels.discard(ch)
         s = self.session
         spec = self.spec
         if not spec.arb.min_points <= codes.size <= spec.arb.max_points:
@@ -194,6 +222,13 @@ class K33500B(ScpiStimulator):
 
     def _set_amplitude(self, ch: int, amplitude_ma: float) -> float:
         s = self.session
+        if ch in self._pulse_channels:
+            high = self.vpp_for(amplitude_ma) / 2.0
+            s.write(f"SOUR{ch}:VOLT:HIGH {format_number(high)}")
+            back = s.query_float(f"SOUR{ch}:VOLT:HIGH?")
+            self._check(f"channel {ch} high level (V)", high, back)
+            s.check_errors(f"set amplitude on channel {ch}")
+            return back * self.gm_ma_per_v
         vpp = self.vpp_for(amplitude_ma)
         s.write(f"SOUR{ch}:VOLT {format_number(vpp)}")
         back = s.query_float(f"SOUR{ch}:VOLT?")
@@ -374,10 +409,13 @@ class K33500B(ScpiStimulator):
             s = self.session
             for ch in self._channels():
                 on = s.query_bool(f"OUTP{ch}?")
-                vpp = s.query_float(f"SOUR{ch}:VOLT?")
+                if ch in self._pulse_channels:
+                    amplitude_ma = s.query_float(f"SOUR{ch}:VOLT:HIGH?") * self.gm_ma_per_v
+                else:
+                    amplitude_ma = self.ma_for(s.query_float(f"SOUR{ch}:VOLT?"))
                 self._check(f"output {ch} load (ohm)", HIGH_Z, s.query_float(f"OUTP{ch}:LOAD?"))
                 chans.append(ChannelStatus(channel=ch, output_on=on,
-                                           set_amplitude_ma=self.ma_for(vpp)))
+                                           set_amplitude_ma=amplitude_ma))
             s.check_errors("status")
         return DeviceStatus(channels=tuple(chans), alternation_running=self._alternation_running,
                             faults=tuple(self._faults))

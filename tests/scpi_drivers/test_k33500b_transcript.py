@@ -142,6 +142,25 @@ async def test_scpi_error_after_output_on_is_a_fault_with_all_outputs_off() -> N
     res.assert_done()
 
 
+async def test_monophasic_uses_the_pulse_function_from_zero_volts() -> None:
+    mono = ChannelConfig(Waveform.MONOPHASIC, amplitude_ma=10.0, frequency_hz=40.0,
+                         pulse_width_us=300.0)
+    drv, res = await opened([
+        q("OUTP1?", "0"),
+        w("SOUR1:FUNC PULS"), w("SOUR1:FREQ 40"), w("SOUR1:FUNC:PULS:WIDT 0.0003"),
+        w("SOUR1:VOLT:LOW 0"), NO_ERROR,
+        q("SOUR1:FUNC?", "PULS"), q("SOUR1:FREQ?", "+4.0E+01"),
+        q("SOUR1:FUNC:PULS:WIDT?", "+3.0E-04"), q("SOUR1:VOLT:LOW?", "+0.0E+00"),
+        # 10 mA through 5 mA/V: a 2 V high level.
+        w("SOUR1:VOLT:HIGH 2"), q("SOUR1:VOLT:HIGH?", "+2.0E+00"), NO_ERROR,
+        q("OUTP1?", "0"), q("SOUR1:VOLT:HIGH?", "+2.0E+00"), q("OUTP1:LOAD?", "+9.9E+37"),
+        q("OUTP2?", "0"), q("SOUR2:VOLT?", "+1.0E-01"), q("OUTP2:LOAD?", "+9.9E+37"), NO_ERROR,
+    ])
+    await drv.configure_channel(1, mono)
+    assert (await drv.status()).channel(1).set_amplitude_ma == pytest.approx(10.0)
+    res.assert_done()
+
+
 async def test_a_changed_output_load_setting_blocks_output_on() -> None:
     faults: list[FaultReport] = []
     drv, res = await opened([

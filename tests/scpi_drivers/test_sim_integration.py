@@ -104,6 +104,21 @@ async def test_generator_delivers_milliamps_through_the_stage(k33500b: ScpiServe
     assert nothing_active(k33500b.trace.events)
 
 
+async def test_generator_monophasic_pulse_function(k33500b: ScpiServerThread) -> None:
+    drv = K33500B(resource(k33500b), timeout_s=TIMEOUT_S)
+    await drv.open()
+    mono = ChannelConfig(Waveform.MONOPHASIC, amplitude_ma=10.0, frequency_hz=40.0,
+                         pulse_width_us=300.0)
+    await drv.configure_channel(1, mono)
+    await drv.set_output(1, True)
+    assert last(k33500b.trace, 1).amplitude_ma == pytest.approx(10.0, rel=1e-3)
+    assert await drv.set_amplitude(1, 4.0) == pytest.approx(4.0)
+    assert last(k33500b.trace, 1).amplitude_ma == pytest.approx(4.0, rel=1e-3)
+    assert (await drv.status()).channel(1).set_amplitude_ma == pytest.approx(4.0)
+    await drv.close()
+    assert nothing_active(k33500b.trace.events)
+
+
 async def test_factory_identifies_the_6221_and_reopens_after_close(
         k6221: ScpiServerThread) -> None:
     drv = open_stimulator(resource(k6221), timeout_s=TIMEOUT_S)
