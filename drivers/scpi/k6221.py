@@ -174,6 +174,8 @@ class K6221(ScpiStimulator):
         self._validate(channel, amplitude_ma)
         with self._guard(changes_output=True, channel=channel):
             s = self.session
+            if s.query_bool("OUTP?"):
+                raise CapabilityError("output 1 is on; switch it off before changing to DC mode")
             s.write("SOUR:WAVE:ABOR")
             self._mode = "dc"
             self._config = None

@@ -193,7 +193,7 @@ async def test_a_generator_refuses_the_6221_driver() -> None:
 
 async def test_dc_mode_sets_the_current_and_output_on_does_not_arm() -> None:
     drv, res = await opened([
-        w("SOUR:WAVE:ABOR"), w("SOUR:CURR 0.001"), q("SOUR:CURR?", "1.000000E-03"), NO_ERROR,
+        q("OUTP?", "0"), w("SOUR:WAVE:ABOR"), w("SOUR:CURR 0.001"), q("SOUR:CURR?", "1.000000E-03"), NO_ERROR,
         w("OUTP ON"), q("OUTP?", "1"), NO_ERROR,
         q("OUTP?", "1"), q("SOUR:CURR?", "1.000000E-03"), q("STAT:MEAS:COND?", "0"), NO_ERROR,
     ])
