@@ -128,3 +128,10 @@ def test_scenario_fails_when_its_protection_is_broken(
 
 def test_every_scenario_has_a_breaking_case() -> None:
     assert {c[0] for c in BROKEN} == set(SCENARIOS)
+
+
+def test_lead_off_is_caught_by_the_controller_alone() -> None:
+    """With a board that only flags compliance (no cut of its own), the production controller
+    must still latch and keep the output off when the lead comes back."""
+    rec = run_scenario(sim_rig(off_on_compliance=False), SCENARIOS["lead_off"].run)
+    assert all(m.passed for m in rec.measurements)
