@@ -31,7 +31,7 @@ def _pct(values: list[float], q: float) -> float:
 def scenario_walltimes(rounds: int) -> None:
     rig = default_rig()
     print(f"scenario wall time on the simulated rig (virtual time), {rounds} round(s)")
-    print(f"  {'scenario':<26} {'median s':>9} {'max s':>7}")
+    print(f"  {'scenario':<32} {'median s':>9} {'max s':>7}")
     total: list[float] = []
     figures: dict[str, list[str]] = {}
     for _ in range(rounds):
@@ -46,8 +46,8 @@ def scenario_walltimes(rounds: int) -> None:
         total.append(time.perf_counter() - t_all)
     for name in SCENARIOS:
         times = [float(x) for x in figures[name]]
-        print(f"  {name:<26} {statistics.median(times):9.3f} {max(times):7.3f}")
-    print(f"  {'whole library':<26} {statistics.median(total):9.3f} {max(total):7.3f}")
+        print(f"  {name:<32} {statistics.median(times):9.3f} {max(times):7.3f}")
+    print(f"  {'whole library':<32} {statistics.median(total):9.3f} {max(total):7.3f}")
     print("\nfigures measured on the simulated rig (virtual time, deterministic)")
     for name in SCENARIOS:
         print(f"  {name}")
