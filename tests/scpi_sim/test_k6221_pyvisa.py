@@ -245,3 +245,26 @@ def test_faults_given_at_start(rm: pyvisa.ResourceManager) -> None:
 def test_unknown_model_is_refused() -> None:
     with pytest.raises(ValueError, match="k6221"):
         ScpiServerThread("k9999")
+
+
+async def test_the_production_driver_switches_off_what_a_crashed_client_left_on(
+    sim: ScpiServerThread, rm: pyvisa.ResourceManager
+) -> None:
+    """A controller that died left the output on (the instrument keeps it, as a real one does);
+    the next driver to open the instrument switches it off before anything else, and the
+    simulator's own trace shows it."""
+    from drivers.scpi import K6221 as K6221Driver
+
+    crashed = open_6221(rm, sim.resource)
+    crashed.write("SOUR:CURR 2e-3;:OUTP ON")
+    assert crashed.query("OUTP?") == "1"
+    crashed.close()
+    assert sim.trace.events[-1].active
+    driver = K6221Driver(sim.resource)
+    await driver.open()
+    status = await driver.status()
+    await driver.close()
+    assert not status.channels[0].output_on
+    events = sim.trace.events
+    assert not events[-1].active
+    assert len(active_intervals(events, 1)) == 1
