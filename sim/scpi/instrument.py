@@ -27,6 +27,7 @@ Error paths that are not a single command's fault:
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -388,6 +389,12 @@ class ScpiInstrument:
         self.trace.close()
 
 
+_QUERY_SCAN_LIMIT = 4096
+"""A partial message longer than this is a data upload in progress, not a forgotten query."""
+_SPECIAL = re.compile(rb"[\n#\"']")
+_STRING_STOP = {34: re.compile(rb'["\n]'), 39: re.compile(rb"['\n]")}
+
+
 class _ClockProxy:
     """Forwards to whatever clock the instrument runs on now, so machinery built at
     construction (timers, playback) follows the server's loop clock once attached."""
@@ -455,7 +462,12 @@ class ScpiSession:
             self._scan = 0
             self._quote = None
             self._overrun = True
-        elif self._buf and b"?" in self._buf and not self.instrument.stalled:
+        elif (
+            self._buf
+            and len(self._buf) <= _QUERY_SCAN_LIMIT
+            and b"?" in self._buf
+            and not self.instrument.stalled
+        ):
             self._unterminated_timer = self.instrument.clock.call_later(
                 self.unterminated_timeout_s, self._unterminated
             )
@@ -508,19 +520,36 @@ class ScpiSession:
         i = self._scan
         n = len(buf)
         while i < n:
-            c = buf[i]
             if self._quote is not None:
-                if c == self._quote:
-                    self._quote = None
-                elif c == 10:
-                    break  # a "\n" ends the message even inside a string (488.2 7.5)
+                # Inside a string only its closing quote or a "\n" (which ends the message
+                # anyway, 488.2 7.5) matter.
+                m = _STRING_STOP[self._quote].search(buf, i)
+                if m is None:
+                    i = n
+                    break
+                i = m.start()
+                if buf[i] == 10:
+                    break
+                self._quote = None
                 i += 1
                 continue
+            m = _SPECIAL.search(buf, i)
+            if m is None:
+                i = n
+                break
+            i = m.start()
+            c = buf[i]
+            if c == 10:
+                break
             if c == 34 or c == 39:
                 self._quote = c
                 i += 1
                 continue
-            if c == 35 and i + 1 < n and 49 <= buf[i + 1] <= 57:
+            # "#": a definite-length block is skipped by its length.
+            if i + 1 >= n:
+                self._scan = i
+                return None
+            if 49 <= buf[i + 1] <= 57:
                 ndig = buf[i + 1] - 48
                 if i + 2 + ndig > n:
                     self._scan = i
@@ -535,14 +564,9 @@ class ScpiSession:
                     continue
                 i += 2
                 continue
-            if c == 35 and i + 1 >= n:
-                self._scan = i
-                return None
-            if c == 10:
-                break
             i += 1
         if i >= n:
-            self._scan = i
+            self._scan = n
             return None
         message = bytes(buf[:i])
         del buf[: i + 1]
@@ -551,4 +575,3 @@ class ScpiSession:
         if message.endswith(b"\r"):
             message = message[:-1]
         return message
-

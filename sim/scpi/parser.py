@@ -110,6 +110,9 @@ def describe(param: Param) -> str:
 _WS = b" \t\r"
 _DECIMAL = re.compile(rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)([ \t]*[eE][ \t]*[+-]?\d+)?")
 _INF = float("inf")
+_PLAIN = rb"[ \t]*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?[ \t]*"
+_PLAIN_LIST = re.compile(_PLAIN + rb"(?:," + _PLAIN + rb")*(?=;|$)")
+"""A whole parameter section of plain decimal numbers, up to the end of the unit."""
 _SUFFIX = re.compile(rb"[ \t]*([A-Za-z][A-Za-z0-9/]*)")
 _NONDECIMAL = {b"H": (16, b"0123456789ABCDEFabcdef"), b"Q": (8, b"01234567"), b"B": (2, b"01")}
 
@@ -328,6 +331,19 @@ def _parse_unit(cur: _Cursor) -> ProgramUnit:
         )
     cur.skip_ws()
     if cur.peek() is not None and cur.peek() != 59:
+        fast = _PLAIN_LIST.match(cur.data, cur.pos)
+        if fast is not None:
+            # Fast path for long lists of plain numbers (arbitrary waveform points): the same
+            # result the general loop below gives, without a call per character.
+            cur.pos = fast.end()
+            texts = [t.strip() for t in fast.group(0).split(b",")]
+            values = [float(t) for t in texts]
+            if not all(v not in (_INF, -_INF) for v in values):
+                raise ScpiError(-123, "a number is beyond the range of a number")
+            params.extend(
+                NumericParam(v, "", t.decode("ascii")) for v, t in zip(values, texts, strict=True)
+            )
+            return ProgramUnit(header, tuple(params))
         while True:
             cur.skip_ws()
             params.append(_parse_param(cur))
