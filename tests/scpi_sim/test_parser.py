@@ -178,3 +178,20 @@ def test_arbitrary_bytes_parse_or_raise_scpi_error(data: bytes) -> None:
         parse_message(data)
     except ScpiError as err:
         assert -199 <= err.code <= -100
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=40),
+    st.sampled_from([",", ", ", " ,", "\t,\t"]),
+)
+def test_number_lists_keep_every_value(values: list[float], sep: str) -> None:
+    text = sep.join(repr(v) for v in values)
+    (unit,) = parse_message(b"DATA " + text.encode())
+    assert [p.value for p in unit.params if isinstance(p, NumericParam)] == values
+    assert len(unit.params) == len(values)
+
+
+def test_number_list_with_a_suffix_or_word_takes_the_general_path() -> None:
+    (unit,) = parse_message(b"X 1,2mA,MAX")
+    assert unit.params == (NumericParam(1.0, "", "1"), NumericParam(2.0, "MA", "2 MA"), CharParam("MAX"))
