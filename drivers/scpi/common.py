@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from drivers.base import (
     Capabilities,
@@ -31,6 +30,26 @@ from drivers.scpi.session import (
     ScpiSession,
     open_resource,
 )
+
+
+class _Guard:
+    """The context of one driver call (a plain class: cheaper per call than a generator-based
+    contextmanager, and this wraps every status and set)."""
+
+    __slots__ = ("_drv", "_changes_output", "_channel")
+
+    def __init__(self, drv: ScpiStimulator, changes_output: bool, channel: int | None) -> None:
+        self._drv = drv
+        self._changes_output = changes_output
+        self._channel = channel
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if isinstance(exc, DeviceError) and not isinstance(exc, CapabilityError):
+            self._drv._on_failure(exc, self._changes_output, self._channel)
 
 
 def fault_kind_for(exc: DeviceError) -> FaultKind:
@@ -167,19 +186,15 @@ class ScpiStimulator(Stimulator):
             except Exception:  # noqa: BLE001 - a broken listener must not mask the fault
                 pass
 
-    @contextmanager
-    def _guard(self, *, changes_output: bool, channel: int | None = None) -> Iterator[None]:
+    def _guard(self, *, changes_output: bool, channel: int | None = None) -> _Guard:
         """Report any device failure to the listeners; after a failure in a call that can
         change an output, switch everything off before the error propagates."""
-        try:
-            yield
-        except CapabilityError:
-            raise
-        except DeviceError as exc:
-            self._report(exc, channel)
-            if changes_output:
-                self._best_effort_off()
-            raise
+        return _Guard(self, changes_output, channel)
+
+    def _on_failure(self, exc: DeviceError, changes_output: bool, channel: int | None) -> None:
+        self._report(exc, channel)
+        if changes_output:
+            self._best_effort_off()
 
     def _check(self, what: str, expected: float, actual: float) -> None:
         spec = self.spec

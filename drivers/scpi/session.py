@@ -188,6 +188,10 @@ class ScpiSession:
     def query_float(self, command: str) -> float:
         reply = self.query(command)
         try:
+            return float(reply)
+        except ValueError:
+            pass
+        try:
             return float(reply.strip('"'))
         except ValueError:
             raise ProtocolError(
@@ -223,6 +227,8 @@ class ScpiSession:
         found: list[tuple[int, str]] = []
         for _ in range(MAX_ERRORS_DRAINED):
             reply = self.query("SYST:ERR?")
+            if not found and reply.startswith(('0,', '+0,')):
+                return found  # the common case, without the regex
             m = _ERR_RE.match(reply)
             if not m:
                 raise ProtocolError(
