@@ -77,6 +77,9 @@ class Gate:
         }
         self._configured: set[str] = set()
         self._hw_alternating: set[str] = set()
+        # While the device alternates, a lowered plateau applies from its next phase: until
+        # then it may still drive the highest plateau commanded since the alternation began.
+        self._hw_peak_ma: dict[str, float] = {}
         # Bumped by every command that may change a channel's output, so a status read can
         # tell whether the state it reports raced with a command.
         self._generation: dict[str, int] = {name: 0 for name in self._specs}
@@ -167,6 +170,10 @@ class Gate:
         """Channels that are, or may be, on."""
         return [n for n, on in self._on.items() if on is not False]
 
+    def allowed_drive_ma(self, name: str) -> float:
+        """The most the device may be driving this channel at now, by what it was told."""
+        return max(self._setpoint_ma[name], self._hw_peak_ma.get(name, 0.0))
+
     def command_generation(self) -> dict[str, int]:
         return dict(self._generation)
 
@@ -238,6 +245,8 @@ class Gate:
         actual = await dev.set_amplitude(spec.output, amplitude_ma)
         tolerance = _resolution(dev, spec.output) + 1e-6
         self._setpoint_ma[name] = actual
+        if name in self._hw_alternating:
+            self._hw_peak_ma[name] = max(self._hw_peak_ma.get(name, 0.0), previous, actual)
         self._confirmed("amplitude", name, actual)
         if abs(actual - amplitude_ma) > tolerance:
             raise ReadbackMismatch(f"{name} amplitude_ma", amplitude_ma, actual)
@@ -294,6 +303,8 @@ class Gate:
         for spec in (a, b):
             self._check_amplitude(spec, self._setpoint_ma[spec.name])
         self._hw_alternating.update((a.name, b.name))
+        for spec in (a, b):
+            self._hw_peak_ma[spec.name] = self._setpoint_ma[spec.name]
         self._bump(a.name, b.name)
         self._on[a.name] = None
         self._on[b.name] = None
@@ -305,8 +316,9 @@ class Gate:
         try:
             await self._devices[a.device].stop_alternation()
         finally:
-            self._hw_alternating.discard(a.name)
-            self._hw_alternating.discard(b.name)
+            for spec in (a, b):
+                self._hw_alternating.discard(spec.name)
+                self._hw_peak_ma.pop(spec.name, None)
         self._on[a.name] = False
         self._on[b.name] = False
 
@@ -349,6 +361,7 @@ class Gate:
                     self._on[spec.name] = False if ok else None
                     if ok:
                         self._hw_alternating.discard(spec.name)
+                        self._hw_peak_ma.pop(spec.name, None)
             if isinstance(res, BaseException):
                 failed.append((dev_name, res))
             else:

@@ -32,6 +32,7 @@ from controller.machine import LATCHED, OUTPUT_MAY_BE_ON, SessionMachine, State
 from controller.limits import Profile
 from controller.program import PairSpec, Program
 from controller.ramp import ramp_levels
+from controller.syncer import BackgroundSync
 from drivers.base import DeviceStatus, FaultKind, FaultReport
 from drivers.errors import DeviceError, NotSupported
 
@@ -124,6 +125,7 @@ class Session:
         self._confirm = confirm
         self.options = options
         self._observers: list[Observer] = []
+        self._syncer = BackgroundSync(audit.path)
         self._machine = SessionMachine(self._on_transition)
         self._loop = asyncio.get_running_loop()
         self._t0_loop: float | None = None
@@ -440,6 +442,7 @@ class Session:
         if self._machine.can("disconnect"):
             self._machine.fire("disconnect")
         self._log("closed", durable=True, failed_devices=[f"{n}: {e}" for n, e in failed])
+        self._syncer.close()
         self._finished.set()
 
     # ---- the run ---------------------------------------------------------------------------
@@ -544,12 +547,22 @@ class Session:
         self._set_phase(name, "off")
 
     async def _stop_hw_pair(self, pair: PairSpec) -> None:
+        """Zero the plateau (it applies from the device's next phase), let the phase under way
+        finish with the device's own ramp down, then stop the alternation: never a cut."""
         names = (pair.agonist, pair.antagonist)
         for n in names:
             self._set_phase(n, "ramping down")
-        # The device keeps alternating while its plateau is lowered; then it stops.
-        await asyncio.gather(*(self._ramp(n, self._gate.setpoint_ma(n), 0.0, pair.ramp_down_s)
-                               for n in names))
+        await asyncio.gather(*(self._gate.set_amplitude(n, 0.0) for n in names))
+        device = self._gate.spec(pair.agonist).device
+        outputs = [self._gate.spec(n).output for n in names]
+        deadline = self._loop.time() + pair.on_s + 1.0
+        while self._loop.time() < deadline:
+            st = await self._gate.status(device)
+            driving = [o for o in outputs
+                       if st.channel(o).output_on and st.channel(o).set_amplitude_ma > 0]
+            if not driving:
+                break
+            await asyncio.sleep(min(0.01, self.options.poll_interval_s))
         await self._gate.stop_alternation(pair)
         for n in names:
             self._set_phase(n, "off")
@@ -579,7 +592,8 @@ class Session:
 
     def _max_ramp_down_s(self) -> float:
         values = [c.ramp_down_s for c in self._program.channels]
-        values += [p.ramp_down_s for p in self._program.pairs]
+        # A pair may be mid-contraction: its phase ends within on_s.
+        values += [max(p.ramp_down_s, p.on_s) for p in self._program.pairs]
         return max(values, default=0.0)
 
     # ---- electrode probe -------------------------------------------------------------------
@@ -633,13 +647,16 @@ class Session:
             period = caps.watchdog_timeout_s / 3
         if period is None:
             return
+        # The device's watchdog has been armed since the handshake: beat at once, then on time.
+        next_at = self._loop.time()
         while True:
-            await asyncio.sleep(period)
             try:
                 await self._gate.heartbeat(device)
             except DeviceError as exc:
                 await self._on_comms_error(device, "heartbeat", exc)
                 return
+            next_at = max(next_at + period, self._loop.time())
+            await asyncio.sleep(next_at - self._loop.time())
 
     async def _status_loop(self, device: str) -> None:
         while True:
@@ -689,7 +706,7 @@ class Session:
             if ch.compliance:
                 return (f"{name!r} reached its compliance voltage: poor electrode contact or "
                         "lead-off", FaultKind.LEAD_OFF.value, name)
-            setpoint = self._gate.setpoint_ma(name)
+            setpoint = self._gate.allowed_drive_ma(name)
             # With a command in flight during the read, the device may report the value from
             # before it; the next quiet poll compares again.
             allowed = setpoint * (1 + tol_rel) + tol_ma if quiet else math.inf
@@ -808,8 +825,11 @@ class Session:
                 obs(ev)
 
     def _log(self, event: str, durable: bool = False, **fields: Any) -> None:
-        self._audit.append(event, durable=durable, t_loop_s=round(self._loop.time(), 6),
-                           **fields)
+        # Written and flushed here; the fsync of durable records runs on its own thread so a
+        # slow disk cannot hold up the heartbeat (see controller/syncer.py).
+        self._audit.append(event, t_loop_s=round(self._loop.time(), 6), **fields)
+        if durable:
+            self._syncer.request()
 
     def _record_history(self, outcome: str) -> None:
         started, self._started_wall = self._started_wall, None
