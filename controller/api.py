@@ -156,6 +156,10 @@ async def _leave_safely(session: Session, exc: BaseException) -> None:
             raise
 
 
+EXIT_TIMEOUT_S = 30.0
+"""How long leaving a BlockingSession may take (a ramp-down) before it falls back to all-off."""
+
+
 # ---- the blocking facade -----------------------------------------------------------------
 
 
@@ -209,8 +213,19 @@ class BlockingSession:
                  tb: TracebackType | None) -> None:
         try:
             if self._cm is not None:
-                asyncio.run_coroutine_threadsafe(
-                    self._cm.__aexit__(et, ev, tb), self._loop).result()
+                fut = asyncio.run_coroutine_threadsafe(self._cm.__aexit__(et, ev, tb),
+                                                       self._loop)
+                try:
+                    fut.result(EXIT_TIMEOUT_S)
+                except TimeoutError:
+                    # The orderly exit is stuck: everything off at once, then leave. The
+                    # device's own watchdog covers whatever this cannot reach.
+                    fut.cancel()
+                    session = self._session
+                    if session is not None:
+                        asyncio.run_coroutine_threadsafe(
+                            session.abort("blocking session exit timed out"),
+                            self._loop).result(10)
         finally:
             self._stop_loop()
 

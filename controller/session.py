@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.alternation import SoftwareAlternation
-from controller.audit import AuditLog
+from controller.audit import AuditLog, AuditLogError
 from controller.gate import Gate, InterlockRefused
 from controller.history import HistoryError, SessionHistory
 from controller.interlock import CheckReport, Finding, check_program
@@ -35,6 +36,8 @@ from controller.ramp import ramp_levels
 from controller.syncer import BackgroundSync
 from drivers.base import DeviceStatus, FaultKind, FaultReport
 from drivers.errors import DeviceError, NotSupported
+
+_logger = logging.getLogger(__name__)
 
 ConfirmFn = Callable[[tuple[str, ...]], "bool | Awaitable[bool]"]
 Observer = Callable[["SessionEvent"], None]
@@ -827,7 +830,12 @@ class Session:
     def _log(self, event: str, durable: bool = False, **fields: Any) -> None:
         # Written and flushed here; the fsync of durable records runs on its own thread so a
         # slow disk cannot hold up the heartbeat (see controller/syncer.py).
-        self._audit.append(event, t_loop_s=round(self._loop.time(), 6), **fields)
+        try:
+            self._audit.append(event, t_loop_s=round(self._loop.time(), 6), **fields)
+        except (AuditLogError, OSError, ValueError, TypeError) as exc:
+            # A log that cannot be written must never stop the session from switching off.
+            _logger.error("audit log: could not record %s: %s", event, exc)
+            return
         if durable:
             self._syncer.request()
 

@@ -40,6 +40,7 @@ PROGRAM = program(
 )
 OUTPUT_OF = {c.name: c.output for c in PROGRAM.channels}
 PAIRS = [(OUTPUT_OF[p.agonist], OUTPUT_OF[p.antagonist]) for p in PROGRAM.pairs]
+STEP_LIMIT_S = 600.0
 FAULT_LATENCY_S = 0.2
 """How long after a latch an output may still be seen on: the board's own reaction or one
 status poll of the controller, plus a round trip."""
@@ -75,7 +76,8 @@ class SessionMachineTest(RuleBasedStateMachine):
         self.run(self._open())
 
     def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
+        # Bounded in virtual time: a step that never finishes is a failure, not a hung suite.
+        return self.loop.run_until_complete(asyncio.wait_for(coro, STEP_LIMIT_S))
 
     async def _open(self) -> None:
         self.trace = OutputTrace(self.loop.time, device="board")
