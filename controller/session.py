@@ -492,11 +492,12 @@ class Session:
         hardware = (caps.hardware_alternation and not self.options.software_alternation
                     and a.device == b.device)
         if hardware:
+            # Registered before any command: a start cancelled half-way is still stopped.
+            self._hw_pairs.append(pair)
             for spec in (a, b):
                 await self._gate.configure(spec.name, self._gate.target_ma(spec.name))
             schedule = await self._gate.program_alternation(pair)
             await self._gate.start_alternation(pair)
-            self._hw_pairs.append(pair)
             for spec in (a, b):
                 self._set_phase(spec.name, "alternating (device)")
             self._log("alternation_started", mode="hardware", agonist=a.name,
@@ -701,7 +702,7 @@ class Session:
             if not ch.output_on:
                 continue
             quiet = generation_before.get(name) == gen_after.get(name)
-            if latched or self.state not in OUTPUT_MAY_BE_ON:
+            if latched or self.state not in OUTPUT_MAY_BE_ON or self.state is State.PAUSED:
                 if quiet:
                     return (f"{name!r} is on while the session is {self.state.value}",
                             FaultKind.READBACK.value, name)
