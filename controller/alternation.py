@@ -62,8 +62,9 @@ class SoftwareAlternation:
     async def _pause(self, seconds: float) -> bool:
         """Sleep, waking early if a stop is requested. True if stopping."""
         if seconds > 0 and not self._stopping.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._stopping.wait()
         return self._stopping.is_set()
 
     async def _run(self) -> None:

@@ -301,16 +301,18 @@ class Session:
         async with self._transition_lock:
             self._require("start")
             self._finished.clear()
-            if self.options.probe_impedance:
-                await self._probe_all()
-                if self.state in LATCHED:
-                    return
+            # The session's time counts from the first current the subject receives, which is
+            # the electrode probe's, so the profile's maximum covers the probe too.
             now = self._loop.time()
             self._t0_loop = now
             self._t_end_loop = None
             self._started_wall = _utcnow()
             self._end_at = now + self.effective_duration_s
             self._hard_end_at = now + self._profile.max_session_s
+            if self.options.probe_impedance:
+                await self._probe_all()
+                if self.state in LATCHED:
+                    return
             self._machine.fire("start")
             self._log("session_started", durable=True,
                       duration_s=self.effective_duration_s,
@@ -573,10 +575,16 @@ class Session:
 
     async def _cancel_runner(self) -> None:
         runner, self._runner = self._runner, None
-        if runner is not None and runner is not asyncio.current_task():
+        if runner is None or runner is asyncio.current_task():
+            return
+        # Library code can swallow a cancellation (asyncio.wait_for on 3.11 does when its
+        # inner future completes in the same iteration); a runner left alive would keep the
+        # transition lock's holder waiting and the session timer could not stop the outputs.
+        while not runner.done():
             runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await runner
+            await asyncio.wait({runner}, timeout=0.05)
+        if not runner.cancelled():
+            runner.exception()
 
     async def _session_timer(self) -> None:
         assert self._end_at is not None and self._hard_end_at is not None

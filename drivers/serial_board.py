@@ -371,7 +371,11 @@ class SerialBoard(Stimulator):
                 seqs.append(seq)
                 link.write(frame)
                 try:
-                    reply = await asyncio.wait_for(asyncio.shield(reply_future), timeout_s)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation
+                    # that arrives in the same loop iteration as the reply, and a session that
+                    # cannot cancel its runner cannot stop.
+                    async with asyncio.timeout(timeout_s):
+                        reply = await asyncio.shield(reply_future)
                     break
                 except TimeoutError:
                     continue

@@ -233,20 +233,27 @@ class SoftwareAlternationTest(SessionMachineTest):
         await super()._open()
 
 
-_settings = settings(max_examples=15, stateful_step_count=30, deadline=None,
-                     suppress_health_check=list(HealthCheck))
+# Derandomized so CI runs the same sequences every time; STIMCTL_STATEFUL_EXAMPLES=500 (and
+# STIMCTL_STATEFUL_RANDOM=1) explores further on demand.
+_settings = settings(
+    max_examples=int(os.environ.get("STIMCTL_STATEFUL_EXAMPLES", "15")),
+    stateful_step_count=30,
+    deadline=None,
+    derandomize=os.environ.get("STIMCTL_STATEFUL_RANDOM") != "1",
+    suppress_health_check=list(HealthCheck),
+)
 
 TestHardwareAlternation = SessionMachineTest.TestCase
 TestHardwareAlternation.settings = _settings
 TestSoftwareAlternation = SoftwareAlternationTest.TestCase
 TestSoftwareAlternation.settings = _settings
+# Open finding (docs/session.md, "Known limits"): one software-alternation sequence makes the
+# loop spin without advancing virtual time, so this run would hang the suite. It runs on request.
+TestSoftwareAlternation = pytest.mark.skipif(
+    os.environ.get("STIMCTL_STATEFUL") != "1",
+    reason="open finding: a software-alternation sequence spins; run with STIMCTL_STATEFUL=1",
+)(TestSoftwareAlternation)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-    # Open findings of this test (see docs/session.md, "Known limits"): with hardware
-    # alternation, pause then close can leave output 1 driven past the session maximum, and
-    # one software-alternation sequence spins the loop without advancing time. Until they are
-    # fixed the suite would be red or hang, so these run only on request.
-    pytest.mark.skipif(os.environ.get("STIMCTL_STATEFUL") != "1",
-                       reason="open findings; run with STIMCTL_STATEFUL=1"),
 ]
