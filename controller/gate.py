@@ -219,6 +219,7 @@ class Gate:
         """Load the channel's waveform from the program with the given starting amplitude
         (zero by default: stimulation always starts from nothing and ramps)."""
         spec = self.spec(name)
+        amplitude_ma = _quantise_down(self._devices[spec.device], spec.output, amplitude_ma)
         if amplitude_ma > 0:
             self._refuse_if_latched(f"configure {name!r}")
         self._check_amplitude(spec, amplitude_ma)
@@ -233,6 +234,7 @@ class Gate:
 
     async def set_amplitude(self, name: str, amplitude_ma: float) -> float:
         spec = self.spec(name)
+        amplitude_ma = _quantise_down(self._devices[spec.device], spec.output, amplitude_ma)
         if amplitude_ma > 0:
             self._refuse_if_latched(f"raise {name!r} to {amplitude_ma:g} mA")
         self._check_amplitude(spec, amplitude_ma)
@@ -402,6 +404,19 @@ def _resolution(dev: Stimulator, output: int) -> float:
         return dev.capabilities.channel(output).amplitude_resolution_ma
     except (KeyError, DeviceError, RuntimeError):
         return 0.01
+
+
+def _quantise_down(dev: Stimulator, output: int, amplitude_ma: float) -> float:
+    """Round an amplitude down onto the device's grid. Ramps and probes compute levels (2% of
+    a target, linear steps) that fall between a device's steps; a driver rightly refuses those,
+    and rounding down never gives more than the interlock allowed."""
+    try:
+        step = dev.capabilities.channel(output).amplitude_resolution_ma
+    except (KeyError, DeviceError, RuntimeError):
+        return amplitude_ma
+    if step <= 0 or amplitude_ma <= 0 or not math.isfinite(amplitude_ma):
+        return amplitude_ma
+    return round(math.floor(amplitude_ma / step + 1e-9) * step, 9)
 
 
 def _bind(listener: DeviceFaultListener, device: str) -> Callable[[FaultReport], None]:

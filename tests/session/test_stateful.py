@@ -247,12 +247,6 @@ TestHardwareAlternation = SessionMachineTest.TestCase
 TestHardwareAlternation.settings = _settings
 TestSoftwareAlternation = SoftwareAlternationTest.TestCase
 TestSoftwareAlternation.settings = _settings
-# Open finding (docs/session.md, "Known limits"): one software-alternation sequence makes the
-# loop spin without advancing virtual time, so this run would hang the suite. It runs on request.
-TestSoftwareAlternation = pytest.mark.skipif(
-    os.environ.get("STIMCTL_STATEFUL") != "1",
-    reason="open finding: a software-alternation sequence spins; run with STIMCTL_STATEFUL=1",
-)(TestSoftwareAlternation)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
